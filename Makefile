@@ -1,0 +1,34 @@
+# FlowForge: `make run` starts everything on the embedded default; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/flowforge
+
+.PHONY: run test lint install clean-var
+
+$(BIN)/python: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(BIN)/python
+
+install: $(BIN)/python
+
+# Embedded default: SQLite and a filesystem broker under var/, no servers needed.
+run: install
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py submit_dag examples/
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py trigger_dag etl-pipeline
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/honcho start -f Procfile.embedded
+
+test: install
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean-var:
+	rm -rf var/

@@ -1,0 +1,44 @@
+"""A DagVersion's spec in the shape the engine reads on every task: cached per process.
+
+Versions never change once written, so caching by id is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .models import DagVersion
+
+
+@dataclass(frozen=True)
+class CompiledDag:
+    version_id: int
+    dag_id: str
+    spec: dict
+    tasks: dict[str, dict]  # task id -> task spec
+    downstream: dict[str, tuple[str, ...]]  # task id -> direct downstream task ids
+
+    def upstream_count(self, task_id: str) -> int:
+        return len(self.tasks[task_id]["depends_on"])
+
+
+def compile_spec(version_id: int, spec: dict) -> CompiledDag:
+    tasks = {task["id"]: task for task in spec["tasks"]}
+    downstream: dict[str, list[str]] = {task_id: [] for task_id in tasks}
+    for task in spec["tasks"]:
+        for upstream in task["depends_on"]:
+            downstream[upstream].append(task["id"])
+    return CompiledDag(
+        version_id=version_id,
+        dag_id=spec["id"],
+        spec=spec,
+        tasks=tasks,
+        downstream={task_id: tuple(ids) for task_id, ids in downstream.items()},
+    )
+
+
+@lru_cache(maxsize=512)
+def compiled_version(version_id: int) -> CompiledDag:
+    spec = DagVersion.objects.values_list("spec", flat=True).get(id=version_id)
+    return compile_spec(version_id, spec)

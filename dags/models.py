@@ -1,0 +1,55 @@
+"""DAG definitions: a Dag is a name users refer to, a DagVersion one immutable content."""
+
+from django.db import models
+
+
+class Dag(models.Model):
+    dag_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    is_paused = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    current_version = models.ForeignKey(
+        "DagVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["dag_id"]
+        verbose_name = "DAG"
+
+    def __str__(self) -> str:
+        return self.dag_id
+
+    @property
+    def spec(self) -> dict:
+        return self.current_version.spec if self.current_version else {}
+
+    @property
+    def schedule(self) -> str | None:
+        return self.spec.get("schedule")
+
+    @property
+    def timezone(self) -> str:
+        return self.spec.get("timezone", "UTC")
+
+
+class DagVersion(models.Model):
+    """One content of a DAG. Never changed after it is written: runs point at it."""
+
+    dag = models.ForeignKey(Dag, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    spec = models.JSONField()
+    source = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dag", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["dag", "version"], name="dag_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dag.dag_id} v{self.version}"

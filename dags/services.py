@@ -1,0 +1,98 @@
+"""Submitting, pausing and deactivating DAGs: the only writers of DAG rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+
+from . import schedules
+from .models import Dag, DagVersion
+from .spec import SpecError, parse_dag
+
+__all__ = ["SpecError", "SubmitResult", "submit_dag", "submit_file", "dag_files"]
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    dag: Dag
+    version: DagVersion
+    outcome: str  # "created", "updated" (new version) or "unchanged"
+
+
+def content_hash(spec: dict) -> str:
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit_dag(text: str, base_dir: str | None = None) -> SubmitResult:
+    """Validate YAML and store it: a new DAG, a new version of one, or nothing if identical.
+
+    Raises SpecError (with every problem) before anything is written.
+    """
+    spec = parse_dag(text, base_dir)
+    digest = content_hash(spec)
+    with transaction.atomic():
+        dag, created = _locked_dag(spec)
+        current = dag.current_version
+        if current is not None and current.content_hash == digest:
+            return SubmitResult(dag, current, "unchanged")
+        number = (current.version + 1) if current else 1
+        version = DagVersion.objects.create(
+            dag=dag, version=number, spec=spec, source=text, content_hash=digest
+        )
+        dag.current_version = version
+        dag.name = spec["name"]
+        dag.description = spec["description"]
+        dag.is_active = True
+        dag.save(
+            update_fields=["current_version", "name", "description", "is_active", "updated_at"]
+        )
+        schedules.sync(dag)
+    return SubmitResult(dag, version, "created" if created else "updated")
+
+
+def _locked_dag(spec: dict) -> tuple[Dag, bool]:
+    """The Dag row for this spec, locked for the rest of the transaction."""
+    defaults = {"name": spec["name"], "description": spec["description"]}
+    try:
+        with transaction.atomic():
+            _, created = Dag.objects.get_or_create(dag_id=spec["id"], defaults=defaults)
+    except IntegrityError:  # a concurrent submit created it first
+        created = False
+    dag = (
+        Dag.objects.select_for_update(of=("self",))
+        .select_related("current_version")
+        .get(dag_id=spec["id"])
+    )
+    return dag, created
+
+
+def dag_files(path: Path) -> list[Path]:
+    """The DAG files a path names: the file itself, or every *.yaml/*.yml in a folder."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    return [path]
+
+
+def submit_file(path: Path) -> SubmitResult:
+    return submit_dag(path.read_text(), base_dir=str(path.resolve().parent))
+
+
+def set_paused(dag: Dag, paused: bool) -> Dag:
+    with transaction.atomic():
+        Dag.objects.filter(pk=dag.pk).update(is_paused=paused)
+        dag.refresh_from_db()
+        schedules.sync(dag)
+    return dag
+
+
+def deactivate(dag: Dag) -> Dag:
+    with transaction.atomic():
+        Dag.objects.filter(pk=dag.pk).update(is_active=False)
+        dag.refresh_from_db()
+        schedules.sync(dag)
+    return dag

@@ -1,0 +1,149 @@
+"""Helpers for tests that drive the real engine: a Celery worker process and waiting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from django.conf import settings
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 30,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL naming the database Django is connected to (the test database)."""
+    user = settings_dict.get("USER") or "postgres"
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` process on this test session's broker and database."""
+
+    def __init__(
+        self,
+        db_url: str,
+        concurrency: int = 2,
+        queues: list[str] | None = None,
+        name: str = "w1",
+        extra_env: dict | None = None,
+    ) -> None:
+        self.name = f"{name}-{os.getpid()}"
+        self.queues = queues or ["default"]
+        self.log = Path(tempfile.mkdtemp(prefix="ffworker-")) / f"{self.name}.log"
+        self.env = {**os.environ, "DATABASE_URL": db_url, **(extra_env or {})}
+        self.env.pop("FLOWFORGE_TEST_DB_NAME", None)
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        prefix = settings.FLOWFORGE_QUEUE_PREFIX
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "flowforge",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(self.concurrency),
+            "-Q",
+            ",".join(prefix + q for q in self.queues),
+            "-n",
+            f"{self.name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._ready, timeout=timeout, interval=0.1, message=f"worker {self.name}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+        return " ready." in self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the main process only: a warm shutdown that lets running tasks end."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the pool's children too
+            self.process.wait(10)
+
+
+def submit(yaml_text: str, base_dir: str | None = None):
+    from dags.services import submit_dag
+
+    return submit_dag(yaml_text, base_dir).dag
+
+
+def wait_for_run(run_id, timeout: float = 60):
+    """The run, once it reached a final state."""
+    from runs.models import DagRun
+    from runs.states import RunState
+
+    def finished():
+        run = DagRun.objects.get(id=run_id)
+        return run if run.state in RunState.FINAL else None
+
+    return wait_for(finished, timeout=timeout, message=f"run {run_id} to finish")
+
+
+def run_dag(yaml_text: str, timeout: float = 60, **trigger_kwargs):
+    """Submit, trigger and wait: the finished run and its task instances by task id."""
+    from runs.services import trigger_run
+
+    dag = submit(yaml_text)
+    run = wait_for_run(trigger_run(dag, **trigger_kwargs).id, timeout)
+    return run, {ti.task_id: ti for ti in run.task_instances.all()}

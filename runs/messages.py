@@ -1,0 +1,66 @@
+"""Publishing engine messages by task name, after the transaction that justifies them commits.
+
+`runs` never imports `workflows`: it names the Celery task instead. A publish that fails
+(broker down) is logged and left to the reconciler, which republishes queued instances
+from the database; the write it follows is never undone by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+EXECUTE_TASK = "flowforge.execute_task"
+DEAD_LETTER_TASK = "flowforge.dead_letter"
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    instance_id: int
+    try_number: int
+    queue: str = "default"
+    countdown: float | None = None
+
+
+def queue_name(queue: str) -> str:
+    return settings.FLOWFORGE_QUEUE_PREFIX + queue
+
+
+def publish_on_commit(messages: Iterable[TaskMessage]) -> None:
+    batch = list(messages)
+    if batch:
+        transaction.on_commit(lambda: publish_now(batch))
+
+
+def publish_now(messages: list[TaskMessage]) -> None:
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for message in messages:
+                current_app.send_task(
+                    EXECUTE_TASK,
+                    args=[message.instance_id, message.try_number],
+                    queue=queue_name(message.queue),
+                    countdown=message.countdown,
+                    producer=producer,
+                )
+    except Exception:  # noqa: BLE001 - the reconciler republishes from the database
+        log.exception("could not publish %d task message(s); the reconciler will", len(messages))
+
+
+def publish_dead_letter_on_commit(entry: dict) -> None:
+    def send() -> None:
+        try:
+            current_app.send_task(
+                DEAD_LETTER_TASK, args=[entry], queue=settings.FLOWFORGE_DEAD_LETTER_QUEUE
+            )
+        except Exception:  # noqa: BLE001 - the DeadLetter row is the record; this is a notice
+            log.exception("could not publish dead-letter notice for %s", entry)
+
+    transaction.on_commit(send)

@@ -1,0 +1,139 @@
+"""Execution state: runs, their task instances, each attempt, and dead letters.
+
+Rows change state only through runs/states.py, where every transition is a guarded UPDATE.
+"""
+
+import uuid
+
+from django.db import models
+
+from dags.models import Dag, DagVersion
+
+from .states import RunState, TaskState
+
+
+class DagRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    dag = models.ForeignKey(Dag, on_delete=models.PROTECT, related_name="runs")
+    dag_version = models.ForeignKey(DagVersion, on_delete=models.PROTECT, related_name="runs")
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED)
+    triggered_by = models.CharField(max_length=32, default="api")
+    logical_date = models.DateTimeField()
+    params = models.JSONField(default=dict, blank=True)
+    # Countdown of task instances not yet final, and how many ended failed: the run
+    # finishes when the first reaches 0, without scanning its tasks.
+    tasks_unfinished = models.PositiveIntegerField(default=0)
+    tasks_failed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "-created_at"], name="run_state_created")]
+        constraints = [
+            # A cron tick (or backfill) makes one run, however many beats or retries fire it.
+            models.UniqueConstraint(
+                fields=["dag", "logical_date"],
+                condition=models.Q(triggered_by__in=["schedule", "backfill"]),
+                name="run_unique_scheduled_tick",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dag_id} {self.id}"
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.id
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in RunState.FINAL
+
+
+class TaskInstance(models.Model):
+    run = models.ForeignKey(DagRun, on_delete=models.CASCADE, related_name="task_instances")
+    task_id = models.CharField(max_length=100)
+    state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.PENDING)
+    try_number = models.PositiveIntegerField(default=0)
+    max_tries = models.PositiveIntegerField(default=1)
+    # The latch: upstream tasks not yet final, and how those that are final ended.
+    pending_upstream = models.PositiveIntegerField(default=0)
+    upstream_succeeded = models.PositiveIntegerField(default=0)
+    upstream_failed = models.PositiveIntegerField(default=0)
+    upstream_skipped = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    output = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "task_id"], name="task_instance_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "queued_at"], name="ti_state_queued")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.task_id}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class TaskAttempt(models.Model):
+    """One execution of a task instance: what ran, where, and how it ended."""
+
+    task_instance = models.ForeignKey(
+        TaskInstance, on_delete=models.CASCADE, related_name="attempts"
+    )
+    try_number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=TaskState.choices)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    stdout = models.TextField(blank=True, default="")
+    stderr = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["task_instance", "try_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task_instance", "try_number"], name="attempt_unique_try"
+            ),
+        ]
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class DeadLetter(models.Model):
+    """A task instance that used up its retries, kept until someone retries or drops it."""
+
+    run = models.ForeignKey(DagRun, on_delete=models.CASCADE, related_name="dead_letters")
+    task_instance = models.ForeignKey(
+        TaskInstance, on_delete=models.CASCADE, related_name="dead_letters"
+    )
+    dag_id = models.CharField(max_length=100)
+    task_id = models.CharField(max_length=100)
+    attempts = models.PositiveIntegerField()
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

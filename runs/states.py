@@ -1,0 +1,287 @@
+"""The state machine of runs and task instances (CONTRACT section 2).
+
+Every transition is one guarded UPDATE: it names the states it may leave, and a row that
+is in any other state is left alone (the caller learns it lost the race). Nothing else in
+the project writes `state` columns.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, models
+from django.utils import timezone
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+RunState.FINAL = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
+
+
+class TaskState(models.TextChoices):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    UP_FOR_RETRY = "up_for_retry"
+    FAILED = "failed"
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+TaskState.FINAL = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.UPSTREAM_FAILED,
+        TaskState.SKIPPED,
+        TaskState.CANCELLED,
+    }
+)
+# Final states that make a run `failed`.
+TaskState.FAILING = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
+
+TASK_TRANSITIONS: dict[str, frozenset[str]] = {
+    TaskState.PENDING: frozenset(
+        {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
+    ),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    TaskState.RUNNING: frozenset(
+        {TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED, TaskState.CANCELLED}
+    ),
+    TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+}
+
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}),
+}
+
+
+class TransitionRefused(ValueError):
+    """A transition the state machine does not allow was asked for."""
+
+
+def check_task_transition(source: str, target: str) -> None:
+    if target not in TASK_TRANSITIONS.get(source, ()):
+        raise TransitionRefused(f"task instance cannot go from {source} to {target}")
+
+
+def _ts(value: datetime | None):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _run_key(run_id) -> str:
+    from .models import DagRun
+
+    return DagRun._meta.pk.get_db_prep_value(uuid.UUID(str(run_id)), connection)
+
+
+def _placeholders(items) -> str:
+    return ", ".join(["%s"] * len(items))
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to run the attempt it just claimed."""
+
+    instance_id: int
+    run_id: str
+    task_id: str
+    try_number: int
+    max_tries: int
+    dag_version_id: int
+    params: dict
+    worker: str
+    started_at: datetime
+
+
+def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
+    """queued -> running for the message that carries `try_number`; None if another won."""
+    now = timezone.now()
+    lease = now + timezone.timedelta(seconds=lease_secs)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE runs_taskinstance SET state = %s, try_number = try_number + 1,"
+            " started_at = %s, finished_at = NULL, lease_expires_at = %s, worker = %s,"
+            " next_retry_at = NULL"
+            " WHERE id = %s AND state = %s AND try_number = %s"
+            " RETURNING run_id, task_id, try_number, max_tries,"
+            " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
+            " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
+            [
+                TaskState.RUNNING,
+                _ts(now),
+                _ts(lease),
+                worker,
+                instance_id,
+                TaskState.QUEUED,
+                try_number,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run_id, task_id, tries, max_tries, version_id, params = row
+    return Claim(
+        instance_id,
+        str(uuid.UUID(str(run_id))),
+        task_id,
+        tries,
+        max_tries,
+        version_id,
+        _json(params) or {},
+        worker,
+        now,
+    )
+
+
+def queue_retry(instance_id: int, try_number: int) -> bool:
+    """up_for_retry -> queued, once its backoff has passed."""
+    from .models import TaskInstance
+
+    return bool(
+        TaskInstance.objects.filter(
+            id=instance_id,
+            state=TaskState.UP_FOR_RETRY,
+            try_number=try_number,
+            next_retry_at__lte=timezone.now() + timezone.timedelta(seconds=1),
+        ).update(state=TaskState.QUEUED, queued_at=timezone.now())
+    )
+
+
+def finish_attempt(
+    instance_id: int, try_number: int, target: str, *, next_retry_at=None, **fields
+) -> bool:
+    """running -> success | up_for_retry | failed, for the attempt that holds the claim."""
+    from .models import TaskInstance
+
+    check_task_transition(TaskState.RUNNING, target)
+    now = timezone.now()
+    final = target in TaskState.FINAL
+    return bool(
+        TaskInstance.objects.filter(
+            id=instance_id, state=TaskState.RUNNING, try_number=try_number
+        ).update(
+            state=target,
+            finished_at=now,
+            lease_expires_at=None,
+            next_retry_at=next_retry_at,
+            queued_at=None if final else now,
+            **fields,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Latch:
+    """A downstream instance's latch right after an upstream released it."""
+
+    instance_id: int
+    task_id: str
+    state: str
+    pending: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+def release_downstream(
+    run_id, task_ids: list[str], *, succeeded: int = 0, failed: int = 0, skipped: int = 0
+) -> list[Latch]:
+    """Count finished upstream tasks down on each named instance (one UPDATE ... RETURNING)."""
+    done = succeeded + failed + skipped
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE runs_taskinstance SET pending_upstream = pending_upstream - %s,"
+            " upstream_succeeded = upstream_succeeded + %s,"
+            " upstream_failed = upstream_failed + %s,"
+            " upstream_skipped = upstream_skipped + %s"
+            f" WHERE run_id = %s AND task_id IN ({_placeholders(task_ids)})"
+            " RETURNING id, task_id, state, pending_upstream, upstream_succeeded,"
+            " upstream_failed, upstream_skipped",
+            [done, succeeded, failed, skipped, _run_key(run_id), *task_ids],
+        )
+        return [Latch(*row) for row in cursor.fetchall()]
+
+
+def leave_pending(instance_ids: list[int], target: str) -> list[int]:
+    """pending -> queued | upstream_failed | skipped; returns the ids that moved."""
+    check_task_transition(TaskState.PENDING, target)
+    if not instance_ids:
+        return []
+    now = _ts(timezone.now())
+    final = target in TaskState.FINAL
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE runs_taskinstance SET state = %s, queued_at = %s, finished_at = %s"
+            f" WHERE state = %s AND id IN ({_placeholders(instance_ids)}) RETURNING id",
+            [
+                target,
+                None if final else now,
+                now if final else None,
+                TaskState.PENDING,
+                *instance_ids,
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
+    """Count final task instances down on the run; the last one sets its final state.
+
+    Returns the run's new final state when this call finished it, else None.
+    """
+    if not finished:
+        return None
+    now = _ts(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished - %s,"
+            " tasks_failed = tasks_failed + %s,"
+            " state = CASE WHEN tasks_unfinished - %s > 0 THEN state"
+            "   WHEN tasks_failed + %s > 0 THEN %s ELSE %s END,"
+            " finished_at = CASE WHEN tasks_unfinished - %s > 0 THEN finished_at ELSE %s END"
+            " WHERE id = %s AND state = %s RETURNING state, tasks_unfinished",
+            [
+                finished,
+                failing,
+                finished,
+                failing,
+                RunState.FAILED,
+                RunState.SUCCESS,
+                finished,
+                now,
+                _run_key(run_id),
+                RunState.RUNNING,
+            ],
+        )
+        row = cursor.fetchone()
+    if row and row[1] == 0:
+        return row[0]
+    return None
+
+
+def start_run(run_id) -> bool:
+    """queued -> running, when the run's first tasks are dispatched."""
+    from .models import DagRun
+
+    return bool(
+        DagRun.objects.filter(id=run_id, state=RunState.QUEUED).update(
+            state=RunState.RUNNING, started_at=timezone.now()
+        )
+    )

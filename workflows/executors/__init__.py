@@ -1,0 +1,70 @@
+"""Run one attempt of one task and report what happened.
+
+The engine builds an `AttemptContext`, calls `execute()`, and stores the `ExecutionResult`.
+Pure Python on purpose (no Django, no Celery) so it can be tested and reused anywhere.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TAIL_CHARS = 16_000
+
+
+@dataclass
+class AttemptContext:
+    task: dict
+    params: dict
+    upstream_outputs: dict
+    run_id: str = ""
+    try_number: int = 1
+    should_cancel: Callable[[], bool] | None = None
+
+
+@dataclass
+class ExecutionResult:
+    succeeded: bool
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+    output: Any = None
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+def format_seconds(seconds: float) -> str:
+    """`2` for 2.0, `0.5` for 0.5: how timeouts are written in error messages."""
+    return f"{seconds:g}"
+
+
+def execute(ctx: AttemptContext) -> ExecutionResult:
+    """Runs the attempt with the executor for its task type; never raises for a failing task."""
+    task_type = ctx.task.get("type") or "shell"
+    run_attempt = _EXECUTORS.get(task_type)
+    if run_attempt is None:
+        known = ", ".join(sorted(_EXECUTORS))
+        return ExecutionResult(
+            succeeded=False, error=f"unknown task type {task_type!r} (expected one of: {known})"
+        )
+    try:
+        return run_attempt(ctx)
+    except Exception as exc:
+        return ExecutionResult(
+            succeeded=False,
+            error=f"{task_type} executor failed: {type(exc).__name__}: {exc}".splitlines()[0],
+            stderr=traceback.format_exc()[-TAIL_CHARS:],
+        )
+
+
+# Imported last: the executor modules import the dataclasses defined above.
+from . import http, python, shell  # noqa: E402
+
+_EXECUTORS: dict[str, Callable[[AttemptContext], ExecutionResult]] = {
+    "shell": shell.run,
+    "http": http.run,
+    "python": python.run,
+}

@@ -1,0 +1,211 @@
+"""Python tasks: a `callable` called in-process, or a `script` run with this interpreter.
+
+Callables run in the worker's own process because they are meant to be cheap; a script gets
+the same isolated, killable subprocess treatment as a shell command. Capturing a callable's
+prints swaps sys.stdout/sys.stderr process-wide, so under a threaded worker pool concurrent
+callables can see each other's prints; prefork workers (one task per process) are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
+from .process import TailBuffer, attempt_env, run_attempt
+
+
+class CallableTimeout(BaseException):
+    """Raised by SIGALRM inside a callable that ran too long.
+
+    A BaseException so that a broad `except Exception` in user code cannot swallow it.
+    """
+
+
+class CallableNotFound(Exception):
+    """The task's `callable` could not be imported or is not callable."""
+
+
+def run(ctx: AttemptContext) -> ExecutionResult:
+    if ctx.task.get("callable"):
+        return run_callable(ctx)
+    if ctx.task.get("script"):
+        return run_script(ctx)
+    return ExecutionResult(
+        succeeded=False, error="python task needs a 'callable' or a 'script' to run"
+    )
+
+
+def run_script(ctx: AttemptContext) -> ExecutionResult:
+    path = os.path.abspath(ctx.task["script"])
+    if not os.path.isfile(path):
+        return ExecutionResult(succeeded=False, error=f"script not found: {path}")
+    env = attempt_env(ctx)
+    env["FLOWFORGE_UPSTREAM"] = json.dumps(ctx.upstream_outputs, default=str)
+    # Unbuffered, so the output tail is current even when the script is killed mid-run.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    argv = [sys.executable, path]
+    return run_attempt(argv, ctx, what="script", env=env, cwd=os.path.dirname(path))
+
+
+def run_callable(ctx: AttemptContext) -> ExecutionResult:
+    spec = ctx.task["callable"]
+    try:
+        func = resolve_callable(spec)
+    except CallableNotFound as exc:
+        return ExecutionResult(
+            succeeded=False,
+            error=str(exc),
+            stderr=_traceback_tail(exc.__cause__) if exc.__cause__ else "",
+        )
+    kwargs = _accepted_kwargs(func, _keyword_arguments(ctx))
+    stdout, stderr = TailBuffer(), TailBuffer()
+    timeout_secs = ctx.task.get("timeout_secs")
+    result = ExecutionResult(succeeded=False)
+    try:
+        with (
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            _time_limit(timeout_secs),
+        ):
+            value = func(**kwargs)
+    except CallableTimeout:
+        result.timed_out = True
+        result.error = f"timed out after {format_seconds(timeout_secs)} s"
+    except (Exception, SystemExit) as exc:
+        result.error = _one_line(exc)
+        stderr.write(_traceback_tail(exc))
+    else:
+        _set_output(result, spec, value)
+    result.stdout, result.stderr = stdout.getvalue(), stderr.getvalue()
+    return result
+
+
+def resolve_callable(spec: str) -> Callable[..., Any]:
+    """Imports 'package.module:function' (the function part may be dotted, e.g. Class.method)."""
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name or not attr_path:
+        raise CallableNotFound(f"callable {spec!r} must look like 'package.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise CallableNotFound(
+            f"cannot import module {module_name!r} for callable {spec!r}: {_one_line(exc)}"
+        ) from exc
+    for attr in attr_path.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError as exc:
+            raise CallableNotFound(
+                f"callable {spec!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from exc
+    if not callable(target):
+        raise CallableNotFound(f"callable {spec!r} is a {type(target).__name__}, not a function")
+    return target
+
+
+def argument_name(task_id: str) -> str:
+    """The keyword an upstream task's output is passed under: `load-v1.2` -> `load_v1_2`."""
+    return task_id.replace("-", "_").replace(".", "_")
+
+
+def _keyword_arguments(ctx: AttemptContext) -> dict[str, Any]:
+    # Upstream outputs are added after params, so an upstream id wins over a same-named param.
+    kwargs = dict(ctx.params)
+    for task_id, output in ctx.upstream_outputs.items():
+        kwargs[argument_name(task_id)] = output
+    return kwargs
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepted_names(func: Callable[..., Any]) -> frozenset[str] | None:
+    """Keyword names func accepts, or None when it takes **kwargs (or has no signature)."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters if p.kind in keyword_kinds)
+
+
+def _accepted_kwargs(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        names = _accepted_names(func)
+    except TypeError:  # an unhashable callable object cannot be cached
+        names = _accepted_names.__wrapped__(func)
+    if names is None:
+        return kwargs
+    return {name: value for name, value in kwargs.items() if name in names}
+
+
+@contextlib.contextmanager
+def _time_limit(timeout_secs: float | None) -> Iterator[None]:
+    """Raises CallableTimeout in the body after timeout_secs, using SIGALRM.
+
+    Python delivers signals only to the main thread and offers no safe way to interrupt
+    another thread, so off the main thread the callable runs without a limit; there the
+    worker's own hard time limit is the backstop. While the limit is armed it replaces any
+    earlier ITIMER_REAL timer (e.g. pytest-timeout's), which is re-armed with its remaining
+    time afterwards.
+    """
+    if (
+        not timeout_secs
+        or timeout_secs <= 0
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def raise_timeout(signum: int, frame: Any) -> None:
+        raise CallableTimeout
+
+    previous_handler = signal.signal(signal.SIGALRM, raise_timeout)
+    started = time.monotonic()
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, timeout_secs)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(
+            signal.SIGALRM, previous_handler if previous_handler is not None else signal.SIG_DFL
+        )
+        if previous_delay > 0:
+            remaining = max(previous_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, remaining, previous_interval)
+
+
+def _set_output(result: ExecutionResult, spec: str, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        result.error = f"return value of {spec} is not JSON-serializable: {exc}"
+        return
+    result.succeeded = True
+    result.output = value
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    first_line = message.splitlines()[0] if message else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+def _traceback_tail(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    # Start at the user's code: our own frames are noise in a task's stderr.
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))[-TAIL_CHARS:]
