@@ -96,7 +96,8 @@ def _has_room(dag: Dag, max_active_runs: int) -> bool:
 
 def _start(run: DagRun) -> None:
     """queued -> running, and its root task instances pending -> queued, published on commit."""
-    states.start_run(run.id)
+    if states.start_run(run.id):
+        run.state, run.started_at = RunState.RUNNING, timezone.now()
     compiled = compiled_version(run.dag_version_id)
     roots = list(
         TaskInstance.objects.filter(

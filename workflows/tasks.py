@@ -21,3 +21,20 @@ def execute_task(self, instance_id: int, try_number: int) -> None:
 def dead_letter(entry: dict) -> None:
     """Consumed only by workers that listen on the dead_letter queue: a hook for alerts."""
     log.warning("dead letter: %s", entry)
+
+
+@shared_task(name="flowforge.trigger_scheduled", ignore_result=True)
+def trigger_scheduled(dag_id: str) -> str | None:
+    """Fired by beat on a DAG's cron: the run of the latest tick, made at most once."""
+    from django.utils import timezone
+
+    from dags.cron import latest_tick
+    from dags.models import Dag
+    from runs.services import trigger_scheduled as trigger_tick
+
+    dag = Dag.objects.filter(dag_id=dag_id, is_active=True, is_paused=False).first()
+    if dag is None or not dag.schedule:
+        log.info("not triggering %s: paused, deactivated or unscheduled", dag_id)
+        return None
+    run = trigger_tick(dag, latest_tick(dag.schedule, dag.timezone, timezone.now()))
+    return str(run.id) if run else None

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", metavar="FILE|DIR")
 
-    def handle(self, *paths: str, **options):
+    def handle(self, *args, paths: list[str], **options):
         files = [f for p in paths for f in self._files(Path(p))]
         failures = 0
         for path in files:

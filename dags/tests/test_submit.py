@@ -1,0 +1,77 @@
+"""Submitting DAGs: versions, identical resubmits, rejected files, the submit_dag command."""
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_celery_beat.models import PeriodicTask
+
+from dags.models import Dag, DagVersion
+from dags.services import SpecError, submit_dag
+
+pytestmark = pytest.mark.django_db
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+V1 = "id: pipe\nschedule: '@daily'\ntasks:\n  - {id: a, command: echo one}\n"
+V2 = "id: pipe\nschedule: '30 2 * * *'\ntasks:\n  - {id: a, command: echo two}\n"
+
+
+def test_new_dag_then_identical_then_changed():
+    first = submit_dag(V1)
+    assert (first.outcome, first.version.version) == ("created", 1)
+    again = submit_dag(V1 + "# only a comment differs\n")
+    assert (again.outcome, again.version.pk) == ("unchanged", first.version.pk)
+    changed = submit_dag(V2)
+    assert (changed.outcome, changed.version.version) == ("updated", 2)
+    dag = Dag.objects.get(dag_id="pipe")
+    assert dag.current_version == changed.version
+    assert DagVersion.objects.filter(dag=dag).count() == 2
+    assert DagVersion.objects.get(dag=dag, version=1).spec["tasks"][0]["command"] == "echo one"
+
+
+def test_schedule_becomes_a_beat_entry_that_follows_the_dag():
+    submit_dag(V1)
+    entry = PeriodicTask.objects.get(name="flowforge:pipe")
+    assert (entry.task, entry.enabled) == ("flowforge.trigger_scheduled", True)
+    assert (entry.crontab.minute, entry.crontab.hour) == ("0", "0")
+    submit_dag(V2)
+    entry.refresh_from_db()
+    assert (entry.crontab.minute, entry.crontab.hour) == ("30", "2")
+    submit_dag("id: pipe\ntasks:\n  - {id: a, command: echo manual}\n")
+    assert not PeriodicTask.objects.filter(name="flowforge:pipe").exists()
+
+
+def test_rejected_file_changes_nothing():
+    submit_dag(V1)
+    with pytest.raises(SpecError) as caught:
+        submit_dag("id: pipe\ntasks:\n  - {id: a, command: echo x, depend_on: [b]}\n")
+    assert "did you mean 'depends_on'" in str(caught.value)
+    dag = Dag.objects.get(dag_id="pipe")
+    assert dag.current_version.version == 1
+    assert DagVersion.objects.count() == 1
+
+
+def test_submit_dag_command_takes_files_and_folders():
+    out = StringIO()
+    call_command("submit_dag", str(EXAMPLES), stdout=out)
+    assert "etl-pipeline created (version 1)" in out.getvalue()
+    assert "data-pipeline created (version 1)" in out.getvalue()
+    out = StringIO()
+    call_command("submit_dag", str(EXAMPLES / "etl-pipeline.yaml"), stdout=out)
+    assert "etl-pipeline unchanged (version 1)" in out.getvalue()
+
+
+def test_submit_dag_command_rejects_bad_files_with_reasons(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "id: loop\ntasks:\n  - {id: a, command: x, depends_on: [b]}\n"
+        "  - {id: b, command: x, depends_on: [a]}\n"
+    )
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 of 1 DAG file"):
+        call_command("submit_dag", str(bad), stderr=err)
+    assert "cycle" in err.getvalue() and "a" in err.getvalue()
+    assert not Dag.objects.filter(dag_id="loop").exists()
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("submit_dag", str(tmp_path / "missing.yaml"))
