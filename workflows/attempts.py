@@ -6,7 +6,7 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from dags.compiled import CompiledDag, compiled_version
@@ -80,10 +80,14 @@ class Heartbeat:
         if self.stop or time.monotonic() < self.next_beat:
             return self.stop
         self.next_beat = time.monotonic() + self.interval
-        close_old_connections()
+        close_old_connections()  # drops a connection that broke, so this beat reconnects
         lease = timezone.now() + timezone.timedelta(seconds=settings.FLOWFORGE_LEASE_SECS)
-        renewed = TaskInstance.objects.filter(
-            id=self.instance_id, try_number=self.try_number, state=TaskState.RUNNING
-        ).update(lease_expires_at=lease)
+        try:
+            renewed = TaskInstance.objects.filter(
+                id=self.instance_id, try_number=self.try_number, state=TaskState.RUNNING
+            ).update(lease_expires_at=lease)
+        except DatabaseError:  # the database is away: keep running, try again next beat
+            log.warning("could not renew the lease of task instance %s", self.instance_id)
+            return False
         self.stop = not renewed
         return self.stop

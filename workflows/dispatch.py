@@ -48,12 +48,15 @@ def complete_attempt(
             output=result.output,
         )
         _record_attempt(claim, result, target if moved else TaskState.CANCELLED)
+        log.info(
+            "%s/%s try %s: %s %s",
+            compiled.dag_id,
+            claim.task_id,
+            claim.try_number,
+            target if moved else "ended after the instance was moved on; recorded only",
+            result.error,
+        )
         if not moved:
-            log.info(
-                "%s try %s finished after it was taken away; recorded only",
-                claim.task_id,
-                claim.try_number,
-            )
             return None
         if target == TaskState.UP_FOR_RETRY:
             publish_on_commit(
