@@ -108,3 +108,17 @@ def _start(run: DagRun) -> None:
     publish_on_commit(
         TaskMessage(pk, 0, compiled.tasks[task_id]["queue"]) for pk, task_id in roots if pk in moved
     )
+
+
+class RunFinished(ValueError):
+    """The run already ended; the message says how."""
+
+
+def cancel_run(run: DagRun) -> DagRun:
+    """Cancel a run: pending and queued tasks are cancelled, running ones stopped."""
+    if not states.cancel_run(run.id):
+        run.refresh_from_db()
+        raise RunFinished(f"run {run.id} already finished ({run.state}); nothing to cancel")
+    run.refresh_from_db()
+    transaction.on_commit(lambda: admit_queued_runs(run.dag_id))
+    return run

@@ -60,11 +60,19 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
         {TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED, TaskState.CANCELLED}
     ),
     TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+    # Clearing a finished task (retry from the API or the dead-letter queue) makes it
+    # wait on its upstream tasks again.
+    TaskState.FAILED: frozenset({TaskState.PENDING}),
+    TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING}),
+    TaskState.SKIPPED: frozenset({TaskState.PENDING}),
+    TaskState.CANCELLED: frozenset({TaskState.PENDING}),
 }
 
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
     RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}),
+    RunState.FAILED: frozenset({RunState.RUNNING}),  # a failed task was cleared to retry
+    RunState.CANCELLED: frozenset({RunState.RUNNING}),
 }
 
 
@@ -285,3 +293,26 @@ def start_run(run_id) -> bool:
             state=RunState.RUNNING, started_at=timezone.now()
         )
     )
+
+
+# Instances a cancel stops: everything not yet final.
+CANCELLABLE = (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY)
+
+
+def cancel_run(run_id) -> bool:
+    """queued | running -> cancelled, with every unfinished task instance.
+
+    Running attempts notice at their next heartbeat (their lease renewal matches no
+    row) and stop their process group; their attempt is then recorded as cancelled.
+    """
+    from .models import DagRun, TaskInstance
+
+    now = timezone.now()
+    if not DagRun.objects.filter(
+        id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]
+    ).update(state=RunState.CANCELLED, finished_at=now):
+        return False
+    TaskInstance.objects.filter(run_id=run_id, state__in=CANCELLABLE).update(
+        state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None, next_retry_at=None
+    )
+    return True
