@@ -4,7 +4,13 @@ from django.db import models
 
 
 class Dag(models.Model):
+    class Kind(models.TextChoices):
+        DAG = "dag"  # submitted as a DAG file
+        JOB = "job"  # made by the jobs API for one one-off task
+        WORKFLOW = "workflow"  # made by the workflows API from a list of steps
+
     dag_id = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DAG)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     is_paused = models.BooleanField(default=False)
@@ -18,6 +24,10 @@ class Dag(models.Model):
     class Meta:
         ordering = ["dag_id"]
         verbose_name = "DAG"
+        permissions = [
+            ("submit_dag", "Can submit and deactivate DAGs"),
+            ("pause_dag", "Can pause and unpause DAGs"),
+        ]
 
     def __str__(self) -> str:
         return self.dag_id

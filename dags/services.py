@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from . import schedules
 from .models import Dag, DagVersion
-from .spec import SpecError, parse_dag
+from .spec import SpecError, parse_dag, parse_document
 
 __all__ = ["SpecError", "SubmitResult", "submit_dag", "submit_file", "dag_files"]
 
@@ -95,4 +95,20 @@ def deactivate(dag: Dag) -> Dag:
         Dag.objects.filter(pk=dag.pk).update(is_active=False)
         dag.refresh_from_db()
         schedules.sync(dag)
+    return dag
+
+
+def create_adhoc_dag(document: dict, kind: str) -> Dag:
+    """A single-use DAG behind a job or an inline workflow (validated like any DAG file).
+
+    Raises SpecError before anything is written.
+    """
+    spec = parse_document(document)
+    dag = Dag.objects.create(
+        dag_id=spec["id"], kind=kind, name=spec["name"], description=spec["description"]
+    )
+    dag.current_version = DagVersion.objects.create(
+        dag=dag, version=1, spec=spec, source=json.dumps(document), content_hash=content_hash(spec)
+    )
+    dag.save(update_fields=["current_version"])
     return dag

@@ -610,11 +610,20 @@ def parse_dag(text: str, base_dir: str | None = None) -> dict:
         raise SpecError(["dag: the file is empty; it needs at least 'id' and 'tasks'"])
     if not isinstance(document, dict):
         raise SpecError([f"dag: the file must be a YAML mapping, got {_describe(document)}"])
+    return parse_document(
+        document, base_dir, _duplicate_key_errors(duplicates, document, document.get("tasks"))
+    )
+
+
+def parse_document(
+    document: dict, base_dir: str | None = None, earlier_errors: list[str] | None = None
+) -> dict:
+    """Validate an already-loaded DAG mapping (from YAML, or built by the jobs API)."""
     errors: list[str] = []
     spec = _read_dag(document, errors)
     spec["tasks"] = _read_tasks(document, spec, base_dir, errors)
     _check_graph(spec, errors)
-    errors.extend(_duplicate_key_errors(duplicates, document, document.get("tasks")))
+    errors.extend(earlier_errors or [])
     if errors:
         raise SpecError(errors)
     return spec

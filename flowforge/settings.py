@@ -33,6 +33,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
     "django_celery_beat",
     "dags",
     "runs",
@@ -146,18 +150,67 @@ if EMBEDDED_BROKER:
 # --- Engine -------------------------------------------------------------------------
 FLOWFORGE_LEASE_SECS = int(os.environ.get("FLOWFORGE_LEASE_SECS", "60"))
 FLOWFORGE_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_HEARTBEAT_SECS", "2"))
+FLOWFORGE_WORKER_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_WORKER_HEARTBEAT_SECS", "5"))
 FLOWFORGE_RECONCILE_SECS = int(os.environ.get("FLOWFORGE_RECONCILE_SECS", "30"))
 FLOWFORGE_REQUEUE_AFTER_SECS = int(os.environ.get("FLOWFORGE_REQUEUE_AFTER_SECS", "120"))
 # On SIGTERM a worker lets running attempts finish for this long, then hands the rest back.
 FLOWFORGE_SHUTDOWN_GRACE_SECS = float(os.environ.get("FLOWFORGE_SHUTDOWN_GRACE_SECS", "30"))
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = FLOWFORGE_SHUTDOWN_GRACE_SECS
 
+# --- API ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["flowforge.permissions.RolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "flowforge.pagination.Pagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "flowforge.parsers.YAMLParser",
+        "flowforge.parsers.TextYAMLParser",
+        "flowforge.parsers.XYAMLParser",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("FLOWFORGE_THROTTLE_USER", "6000/min"),
+        "anon": os.environ.get("FLOWFORGE_THROTTLE_ANON", "600/min"),
+    },
+    "EXCEPTION_HANDLER": "flowforge.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FlowForge API",
+    "DESCRIPTION": "DAGs, runs, task instances, dead letters, jobs and workflows.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStateEnum": "runs.states.RunState",
+        "TaskStateEnum": "runs.states.TaskState",
+    },
+}
+# Throttle counts live here; point CACHE_URL-less deployments with several web processes
+# at Redis with DJANGO_CACHE_REDIS_URL so the limits hold across them.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["DJANGO_CACHE_REDIS_URL"],
+        }
+        if os.environ.get("DJANGO_CACHE_REDIS_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+APPEND_SLASH = False  # API paths answer with and without a trailing slash, no redirects
 
 LOGGING = {
     "version": 1,

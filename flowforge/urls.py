@@ -1,8 +1,68 @@
-"""Top-level URL map."""
+"""Top-level URL map. API paths answer with and without a trailing slash, no redirect."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
+from django_prometheus.exports import ExportToDjangoView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from dags.api import DagDetail, DagList, DagPause
+from runs.api.adhoc import JobDetail, JobList, WorkflowCreate, WorkflowDetail
+from runs.api.status import Status, WorkerList
+from runs.api.views import (
+    DagRuns,
+    DeadLetterList,
+    DeadLetterRetry,
+    RunCancel,
+    RunDetail,
+    RunList,
+    RunTasks,
+    TaskLogs,
+    TaskRetry,
+)
+
+from . import metrics
+from .health import health
+
+metrics.register()
+
+ID = r"[^/]+"
+
+
+def api(pattern: str, view, name: str):
+    return re_path(rf"^api/v1/{pattern}/?$", view, name=name)
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    re_path(r"^health/?$", health, name="health"),
+    re_path(r"^metrics/?$", ExportToDjangoView, name="metrics"),
+    api("schema", SpectacularAPIView.as_view(permission_classes=[AllowAny]), "schema"),
+    api(
+        "docs",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny]),
+        "docs",
+    ),
+    api("dags", DagList.as_view(), "dag-list"),
+    api(rf"dags/(?P<dag_id>{ID})", DagDetail.as_view(), "dag-detail"),
+    api(rf"dags/(?P<dag_id>{ID})/pause", DagPause.as_view(paused=True), "dag-pause"),
+    api(rf"dags/(?P<dag_id>{ID})/unpause", DagPause.as_view(paused=False), "dag-unpause"),
+    api(rf"dags/(?P<dag_id>{ID})/runs", DagRuns.as_view(), "dag-runs"),
+    api("runs", RunList.as_view(), "run-list"),
+    api(rf"runs/(?P<run_id>{ID})", RunDetail.as_view(), "run-detail"),
+    api(rf"runs/(?P<run_id>{ID})/tasks", RunTasks.as_view(), "run-tasks"),
+    api(rf"runs/(?P<run_id>{ID})/cancel", RunCancel.as_view(), "run-cancel"),
+    api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/logs", TaskLogs.as_view(), "task-logs"),
+    api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/retry", TaskRetry.as_view(), "task-retry"),
+    api("dlq", DeadLetterList.as_view(), "dlq-list"),
+    api(rf"dlq/(?P<pk>{ID})/retry", DeadLetterRetry.as_view(), "dlq-retry"),
+    api("status", Status.as_view(), "status"),
+    api("workers", WorkerList.as_view(), "worker-list"),
+    api("jobs", JobList.as_view(), "job-list"),
+    api(rf"jobs/(?P<pk>{ID})", JobDetail.as_view(), "job-detail"),
+    api("workflows", WorkflowCreate.as_view(), "workflow-create"),
+    api(rf"workflows/(?P<pk>{ID})", WorkflowDetail.as_view(), "workflow-detail"),
 ]
+
+handler404 = "flowforge.errors.not_found"
+handler500 = "flowforge.errors.server_error"

@@ -64,3 +64,24 @@ def publish_dead_letter_on_commit(entry: dict) -> None:
             log.exception("could not publish dead-letter notice for %s", entry)
 
     transaction.on_commit(send)
+
+
+def queue_depths(queues: list[str]) -> dict[str, int | None]:
+    """Messages waiting in each named queue (None where the broker cannot say)."""
+    depths: dict[str, int | None] = {}
+    with current_app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        for name in queues:
+            try:
+                _, count, _ = conn.default_channel.queue_declare(queue_name(name), passive=True)
+                depths[name] = count
+            except Exception:  # noqa: BLE001 - a queue nobody declared yet, or no such API
+                depths[name] = None
+    return depths
+
+
+def check_broker() -> None:
+    """Raises if the broker cannot be reached within a couple of seconds."""
+    with current_app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        conn.default_channel  # noqa: B018 - opening a channel proves the broker answers

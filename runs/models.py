@@ -20,6 +20,8 @@ class DagRun(models.Model):
     triggered_by = models.CharField(max_length=32, default="api")
     logical_date = models.DateTimeField()
     params = models.JSONField(default=dict, blank=True)
+    # A client's key for "trigger this once": a repeat with the same key gets this run.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     # Countdown of task instances not yet final, and how many ended failed: the run
     # finishes when the first reaches 0, without scanning its tasks.
     tasks_unfinished = models.PositiveIntegerField(default=0)
@@ -30,7 +32,15 @@ class DagRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "-created_at"], name="run_state_created")]
+        indexes = [
+            models.Index(fields=["state", "-created_at"], name="run_state_created"),
+            models.Index(fields=["dag", "state"], name="run_dag_state"),
+        ]
+        permissions = [
+            ("trigger_dagrun", "Can trigger runs"),
+            ("cancel_dagrun", "Can cancel runs"),
+            ("retry_taskinstance", "Can retry failed tasks"),
+        ]
         constraints = [
             # A cron tick (or backfill) makes one run, however many beats or retries fire it.
             models.UniqueConstraint(
@@ -137,3 +147,43 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Job(models.Model):
+    """A one-off task submitted through the API: a one-task run underneath."""
+
+    run = models.OneToOneField(DagRun, on_delete=models.CASCADE, related_name="job")
+    type = models.CharField(max_length=16)
+    input = models.JSONField(default=dict)
+    max_retries = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class Workflow(models.Model):
+    """An inline list of steps submitted through the API: a run of its own DAG underneath."""
+
+    run = models.OneToOneField(DagRun, on_delete=models.CASCADE, related_name="workflow")
+    name = models.CharField(max_length=200)
+    input = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one worker, written every few seconds while it runs."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    queues = models.JSONField(default=list)
+    running = models.JSONField(default=list)  # task instance ids being executed
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hostname"]

@@ -12,7 +12,7 @@ from dags.models import Dag
 
 from . import states
 from .messages import TaskMessage, publish_on_commit
-from .models import DagRun, TaskInstance
+from .models import DagRun, DeadLetter, TaskInstance
 from .states import RunState, TaskState
 
 
@@ -26,6 +26,7 @@ def trigger_run(
     params: dict | None = None,
     triggered_by: str = "api",
     logical_date: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> DagRun:
     """Create a run with all its task instances and dispatch its root tasks on commit."""
     with transaction.atomic():
@@ -37,6 +38,7 @@ def trigger_run(
             triggered_by=triggered_by,
             logical_date=logical_date or timezone.now(),
             params={**compiled.spec["params"], **(params or {})},
+            idempotency_key=idempotency_key,
             tasks_unfinished=len(compiled.tasks),
         )
         TaskInstance.objects.bulk_create(
@@ -51,6 +53,25 @@ def trigger_run(
         if _has_room(dag, compiled.spec["max_active_runs"]):
             _start(run)
     return run
+
+
+def trigger_once(dag: Dag | str, idempotency_key: str | None, **kwargs) -> tuple[DagRun, bool]:
+    """trigger_run, except that a repeated idempotency key returns the first run.
+
+    The unique key decides, so two concurrent repeats cannot both create a run.
+    Returns the run and whether this call created it.
+    """
+    if idempotency_key:
+        existing = DagRun.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return existing, False
+    try:
+        with transaction.atomic():
+            return trigger_run(dag, idempotency_key=idempotency_key or None, **kwargs), True
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return DagRun.objects.get(idempotency_key=idempotency_key), False
 
 
 def trigger_scheduled(dag: Dag | str, logical_date: datetime) -> DagRun | None:
@@ -91,7 +112,9 @@ def _locked_dag(dag: Dag | str) -> Dag:
 
 def _has_room(dag: Dag, max_active_runs: int) -> bool:
     # The Dag row is locked by the caller, so two triggers cannot both take the last slot.
-    return DagRun.objects.filter(dag=dag, state=RunState.RUNNING).count() < max_active_runs
+    # Counting at most `max_active_runs` rows keeps this cheap however many runs are active.
+    running = DagRun.objects.filter(dag=dag, state=RunState.RUNNING)[:max_active_runs]
+    return running.count() < max_active_runs
 
 
 def _start(run: DagRun) -> None:
@@ -122,3 +145,77 @@ def cancel_run(run: DagRun) -> DagRun:
     run.refresh_from_db()
     transaction.on_commit(lambda: admit_queued_runs(run.dag_id))
     return run
+
+
+class RetryRefused(ValueError):
+    """The task cannot be retried now; the message says why."""
+
+
+def retry_task(run: DagRun, task_id: str) -> DagRun:
+    """Clear a failed task and everything downstream of it, and run them again."""
+    with transaction.atomic():
+        run = DagRun.objects.select_for_update().get(pk=run.pk)
+        rows = {ti.task_id: ti for ti in run.task_instances.all()}
+        if task_id not in rows:
+            raise RetryRefused(f"run {run.id} has no task '{task_id}'")
+        if rows[task_id].state != TaskState.FAILED:
+            raise RetryRefused(
+                f"task '{task_id}' is {rows[task_id].state}; only failed tasks can be retried"
+            )
+        compiled = compiled_version(run.dag_version_id)
+        cleared = [
+            rows[t]
+            for t in _with_descendants(compiled, task_id)
+            if rows[t].state in TaskState.FINAL
+        ]
+        _clear(run, compiled, rows, cleared)
+        DeadLetter.objects.filter(task_instance=rows[task_id], retried_at=None).update(
+            retried_at=timezone.now()
+        )
+    run.refresh_from_db()
+    return run
+
+
+def retry_dead_letter(entry: DeadLetter) -> DagRun:
+    if entry.retried_at is not None:
+        raise RetryRefused(f"dead letter {entry.id} was already retried at {entry.retried_at}")
+    return retry_task(entry.run, entry.task_id)
+
+
+def _with_descendants(compiled, task_id: str) -> list[str]:
+    seen, stack = [task_id], [task_id]
+    while stack:
+        for child in compiled.downstream[stack.pop()]:
+            if child not in seen:
+                seen.append(child)
+                stack.append(child)
+    return seen
+
+
+def _clear(run: DagRun, compiled, rows: dict, cleared: list[TaskInstance]) -> None:
+    """Reset the cleared instances to pending with recomputed latches, then queue the ready."""
+    cleared_ids = {ti.task_id for ti in cleared}
+
+    def outcome(upstream: str) -> str:
+        return TaskState.PENDING if upstream in cleared_ids else rows[upstream].state
+
+    for ti in cleared:
+        ups = [outcome(u) for u in compiled.tasks[ti.task_id]["depends_on"]]
+        latch = {
+            "pending_upstream": sum(s not in TaskState.FINAL for s in ups),
+            "upstream_succeeded": sum(s == TaskState.SUCCESS for s in ups),
+            "upstream_failed": sum(s in TaskState.FAILING for s in ups),
+            "upstream_skipped": sum(s in (TaskState.SKIPPED, TaskState.CANCELLED) for s in ups),
+        }
+        retries = compiled.tasks[ti.task_id]["retries"]
+        states.clear_instance(ti.id, ti.state, max_tries=ti.try_number + 1 + retries, latch=latch)
+        ti.pending_upstream = latch["pending_upstream"]
+    failing = sum(ti.state in TaskState.FAILING for ti in cleared)
+    states.reopen_run(run.id, len(cleared), failing)
+    ready = [ti for ti in cleared if ti.pending_upstream == 0]
+    moved = set(states.leave_pending([ti.id for ti in ready], TaskState.QUEUED))
+    publish_on_commit(
+        TaskMessage(ti.id, ti.try_number, compiled.tasks[ti.task_id]["queue"])
+        for ti in ready
+        if ti.id in moved
+    )

@@ -308,11 +308,52 @@ def cancel_run(run_id) -> bool:
     from .models import DagRun, TaskInstance
 
     now = timezone.now()
-    if not DagRun.objects.filter(
-        id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]
-    ).update(state=RunState.CANCELLED, finished_at=now):
+    if not DagRun.objects.filter(id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]).update(
+        state=RunState.CANCELLED, finished_at=now
+    ):
         return False
     TaskInstance.objects.filter(run_id=run_id, state__in=CANCELLABLE).update(
         state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None, next_retry_at=None
     )
     return True
+
+
+def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict) -> bool:
+    """failed | upstream_failed | skipped | cancelled -> pending, to run again.
+
+    `latch` holds the recomputed pending_upstream and upstream_* counts; the attempt
+    count goes on from where it was, with a fresh retry budget in `max_tries`.
+    """
+    from .models import TaskInstance
+
+    check_task_transition(source, TaskState.PENDING)
+    return bool(
+        TaskInstance.objects.filter(id=instance_id, state=source).update(
+            state=TaskState.PENDING,
+            max_tries=max_tries,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+            next_retry_at=None,
+            lease_expires_at=None,
+            exit_code=None,
+            error="",
+            **latch,
+        )
+    )
+
+
+def reopen_run(run_id, cleared: int, cleared_failing: int) -> bool:
+    """A finished run whose tasks were cleared to run again -> running."""
+    from .models import DagRun
+
+    return bool(
+        DagRun.objects.filter(id=run_id)
+        .exclude(state=RunState.QUEUED)
+        .update(
+            state=RunState.RUNNING,
+            finished_at=None,
+            tasks_unfinished=models.F("tasks_unfinished") + cleared,
+            tasks_failed=models.F("tasks_failed") - cleared_failing,
+        )
+    )

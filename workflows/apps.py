@@ -5,4 +5,4 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
 
     def ready(self) -> None:
-        from . import dispatch  # noqa: F401  (connects the completion handler)
+        from . import dispatch, heartbeats  # noqa: F401  (they connect their signal handlers)

@@ -1,0 +1,26 @@
+"""manage.py api_token USER [--role viewer|operator|admin]: print the user's API token."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+ROLES = ("viewer", "operator", "admin")
+
+
+class Command(BaseCommand):
+    help = "Print a user's API token, creating the user (and giving a role) if asked."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--role", choices=ROLES, help="add the user to this role's group")
+
+    def handle(self, *args, username: str, role: str | None, **options):
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save()
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        token, _ = Token.objects.get_or_create(user=user)
+        self.stdout.write(token.key)
