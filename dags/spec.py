@@ -102,8 +102,9 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_s
 
 
 def _load_yaml(text: str) -> tuple[Any, list[tuple[dict, Any, int]]]:
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader already rejects control characters here
         return loader.get_single_data(), loader.duplicate_keys
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -114,7 +115,8 @@ def _load_yaml(text: str) -> tuple[Any, list[tuple[dict, Any, int]]]:
     except RecursionError:
         raise SpecError(["YAML syntax error: the document is nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --- typed reads --------------------------------------------------------------------------------
@@ -176,6 +178,11 @@ def _to_json(value: Any, budget: list[int], depth: int = 0) -> Any:
     return value
 
 
+# Upper bounds keep values inside what the database columns and timers can hold.
+MAX_INTEGER = 1_000_000
+MAX_SECONDS = 366 * 24 * 3600
+
+
 class _Reader:
     """Reads typed values out of one YAML mapping; problems are recorded, never raised."""
 
@@ -203,17 +210,22 @@ class _Reader:
     def text(self, key: str) -> str:
         return self._get(key, None, lambda v: isinstance(v, str) or v is None, "a string") or ""
 
-    def integer(self, key: str, default: int | None, minimum: int) -> int | None:
-        """An integer >= minimum; null is accepted (as the default) only when the default is null."""
+    def integer(
+        self, key: str, default: int | None, minimum: int, maximum: int = MAX_INTEGER
+    ) -> int | None:
+        """An integer in range; null is accepted (as the default) only when the default is null."""
 
         def valid(v: Any) -> bool:
-            return (_is_int(v) and v >= minimum) or (v is None and default is None)
+            return (_is_int(v) and minimum <= v <= maximum) or (v is None and default is None)
 
-        return self._get(key, default, valid, f"an integer >= {minimum}")
+        return self._get(key, default, valid, f"an integer from {minimum} to {maximum}")
 
     def number(self, key: str, default: float, minimum: float) -> float:
         return self._get(
-            key, default, lambda v: _is_number(v) and v >= minimum, f"a number >= {minimum}"
+            key,
+            default,
+            lambda v: _is_number(v) and minimum <= v <= MAX_SECONDS,
+            f"a number from {minimum:g} to {MAX_SECONDS}",
         )
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -407,8 +419,9 @@ def _read_duration(reader: _Reader) -> float:
     if key == "timeout" and match:
         value = float(match[1]) * DURATION_UNITS[match[2]]
         value = int(value) if value.is_integer() else value
-    if not _is_number(value) or value <= 0:
+    if not _is_number(value) or not 0 < value <= MAX_SECONDS:
         expected = "a duration such as 90s, 5m or 2h" if key == "timeout" else "a number > 0"
+        expected += f" of at most {MAX_SECONDS} seconds"
         reader.fail(f"'{key}' must be {expected}, got {_describe(reader.mapping[key])}")
         return 3600
     return value

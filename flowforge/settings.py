@@ -134,6 +134,22 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "7200")),
 }
+# A publish (trigger, retry) must not hang on a broker that is down: it tries twice within
+# a few seconds, then gives up and logs; the reconciler republishes from the database.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Without these a Redis that stops answering (host gone, process frozen) hangs a
+    # publish forever. Above kombu's 1 s BRPOP timeout, so idle workers are unaffected.
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "1")),
+        "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "2")),
+    }
 if EMBEDDED_BROKER:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -153,6 +169,8 @@ FLOWFORGE_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_HEARTBEAT_SECS", "2")
 FLOWFORGE_WORKER_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_WORKER_HEARTBEAT_SECS", "5"))
 FLOWFORGE_RECONCILE_SECS = int(os.environ.get("FLOWFORGE_RECONCILE_SECS", "30"))
 FLOWFORGE_REQUEUE_AFTER_SECS = int(os.environ.get("FLOWFORGE_REQUEUE_AFTER_SECS", "120"))
+# How long a worker waits for an unreachable database before giving a message back.
+FLOWFORGE_DB_WAIT_SECS = float(os.environ.get("FLOWFORGE_DB_WAIT_SECS", "120"))
 # On SIGTERM a worker lets running attempts finish for this long, then hands the rest back.
 FLOWFORGE_SHUTDOWN_GRACE_SECS = float(os.environ.get("FLOWFORGE_SHUTDOWN_GRACE_SECS", "30"))
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = FLOWFORGE_SHUTDOWN_GRACE_SECS

@@ -1,7 +1,9 @@
-"""Helpers for tests that drive the real engine: a Celery worker process and waiting."""
+"""Helpers for tests that drive the real engine: Celery worker processes, the reconciler,
+waiting for conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,8 +66,17 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.process: subprocess.Popen | None = None
 
+    @property
+    def hostname_prefix(self) -> str:
+        """How the worker names itself in TaskInstance.worker: `<name>@<host>`."""
+        return f"{self.name}@"
+
     def start(self, timeout: float = 60) -> WorkerProcess:
-        prefix = settings.FLOWFORGE_QUEUE_PREFIX
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting for it to be ready (see wait_ready)."""
+        prefix = self.env.get("FLOWFORGE_QUEUE_PREFIX", settings.FLOWFORGE_QUEUE_PREFIX)
         command = [
             sys.executable,
             "-m",
@@ -95,6 +106,9 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
         wait_for(self._ready, timeout=timeout, interval=0.1, message=f"worker {self.name}")
         return self
 
@@ -106,20 +120,94 @@ class WorkerProcess:
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, without waiting: a warm shutdown begins."""
+        self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM the main process only: a warm shutdown that lets running tasks end."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the pool's children too
-            self.process.wait(10)
+        """SIGKILL the worker and everything it started, as when its host or container dies.
+
+        That is its own process group (the pool) and the process groups of the attempts
+        it runs, which are sessions of their own and would outlive a kill of the worker's
+        group alone.
+        """
+        if self.process is None or self.process.poll() is not None:
+            return
+        groups = {self.process.pid} | {
+            _process_group(pid) for pid in descendant_pids(self.process.pid)
+        }
+        for group in groups - {None}:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def _proc_stats() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, read from /proc (Linux)."""
+    stats = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        # The fields after the command name, which is in parentheses and may hold spaces.
+        state, parent, group = text.rsplit(")", 1)[1].split()[:3]
+        stats.append((int(entry.name), state, int(parent), int(group)))
+    return stats
+
+
+def descendant_pids(root: int) -> list[int]:
+    """Every process below `root`."""
+    children: dict[int, list[int]] = {}
+    for pid, _state, parent, _group in _proc_stats():
+        children.setdefault(parent, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: they are dead,
+    waiting for a parent (or, once orphaned, init) to collect their exit status."""
+    return any(group == pgid and state not in "ZX" for _pid, state, _p, group in _proc_stats())
+
+
+def reconcile_until(condition: Callable[[], T], timeout: float = 60, message: str = "it") -> T:
+    """Run reconciler passes in this process until `condition` holds.
+
+    Tests call the reconciler themselves, rather than through beat, so that a repair
+    happens as soon as it is due and the test's time goes to the fault, not to waiting
+    for a schedule.
+    """
+    from workflows.reconciler import reconcile
+
+    def reconciled() -> T:
+        reconcile()
+        return condition()
+
+    return wait_for(reconciled, timeout=timeout, interval=0.2, message=message)
 
 
 def submit(yaml_text: str, base_dir: str | None = None):

@@ -66,6 +66,8 @@ def submit_job(data: dict, idempotency_key: str | None = None) -> tuple[Job, boo
     Returns the job and whether this call created it. Raises SpecError on bad input.
     """
     key = idempotency_key or data.get("idempotency_key") or None
+    if key is not None and not (isinstance(key, str) and len(key) <= 255):
+        raise SpecError(["job: 'idempotency_key' must be a string of at most 255 characters"])
     if key:
         existing = Job.objects.filter(idempotency_key=key).select_related("run").first()
         if existing:

@@ -72,11 +72,15 @@ def queue_depths(queues: list[str]) -> dict[str, int | None]:
     with current_app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
         for name in queues:
+            # A channel each: on AMQP a passive declare of a missing queue closes its channel.
+            channel = conn.channel()
             try:
-                _, count, _ = conn.default_channel.queue_declare(queue_name(name), passive=True)
+                _, count, _ = channel.queue_declare(queue_name(name), passive=True)
                 depths[name] = count
-            except Exception:  # noqa: BLE001 - a queue nobody declared yet, or no such API
-                depths[name] = None
+            except conn.channel_errors:  # never declared: nothing is waiting in it
+                depths[name] = 0
+            finally:
+                channel.close()
     return depths
 
 

@@ -238,17 +238,20 @@ def test_both_spellings_are_an_error():
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ("retries: three", "'retries' must be an integer >= 0, got a string ('three')"),
-        ("retries: true", "'retries' must be an integer >= 0, got a boolean (true)"),
-        ("retries: -1", "'retries' must be an integer >= 0, got an integer (-1)"),
+        (
+            "retries: three",
+            "'retries' must be an integer from 0 to 1000000, got a string ('three')",
+        ),
+        ("retries: true", "'retries' must be an integer from 0 to 1000000, got a boolean (true)"),
+        ("retries: -1", "'retries' must be an integer from 0 to 1000000, got an integer (-1)"),
         ("depends_on: extract", "'depends_on' must be a list of task ids"),
         ("trigger_rule: sometimes", "'trigger_rule' must be one of all_success"),
         ("timeout_secs: 0", "'timeout_secs' must be a number > 0"),
         ("timeout: soon", "'timeout' must be a duration such as 90s"),
-        ("retry_delay_secs: -2", "'retry_delay_secs' must be a number >= 0"),
+        ("retry_delay_secs: -2", "'retry_delay_secs' must be a number from 0 to 31622400"),
         ("env: [a]", "'env' must be a mapping, got a list"),
         ("env: {A: [1]}", "'env.A' must be a single value"),
-        ("retry: {maxAttempts: 0}", "'maxAttempts' must be an integer >= 1"),
+        ("retry: {maxAttempts: 0}", "'maxAttempts' must be an integer from 1 to 1000000"),
         ("retry: {max_attempts: 2}", "unknown key 'max_attempts' (did you mean 'maxAttempts'?)"),
         ("type: batch", "'type' must be one of shell, http, python"),
         ("queue: 5", "'queue' must be a non-empty string"),
@@ -290,14 +293,14 @@ def test_python_task_needs_one_of_script_or_callable():
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ("max_active_runs: 0", "'max_active_runs' must be an integer >= 1"),
+        ("max_active_runs: 0", "'max_active_runs' must be an integer from 1 to 1000000"),
         ("catchup: yes please", "'catchup' must be true or false"),
         ("params: [a]", "'params' must be a mapping"),
         (
             "start_date: tomorrow",
             "'start_date' must be an ISO 8601 date or date-time, got a string ('tomorrow')",
         ),
-        ("default_retries: 1.5", "'default_retries' must be an integer >= 0"),
+        ("default_retries: 1.5", "'default_retries' must be an integer from 0 to 1000000"),
         ("id: ETL Pipeline", "'id' 'ETL Pipeline' must match"),
     ],
 )
@@ -407,3 +410,16 @@ def test_topological_order_of_a_diamond():
 
 def test_downstream_map_of_a_diamond():
     assert downstream_map(diamond()) == {"d": [], "c": ["d"], "b": ["d"], "a": ["c", "b"]}
+
+
+def test_control_characters_are_a_syntax_error_not_a_crash():
+    with pytest.raises(SpecError, match="YAML syntax error"):
+        parse_dag("\x05id: x\n")
+
+
+@pytest.mark.parametrize(
+    "line", ["retries: 10000000000000000000", "timeout_secs: .inf", "retry_delay_secs: 1e12"]
+)
+def test_values_too_large_for_the_database_are_rejected(line):
+    with pytest.raises(SpecError, match="at most|from 0 to"):
+        parse_dag(f"id: big\ntasks:\n  - id: a\n    command: x\n    {line}\n")

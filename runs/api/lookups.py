@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from rest_framework.exceptions import NotFound
@@ -12,7 +13,7 @@ from ..models import DagRun, TaskInstance
 def int_id(text: str) -> int | None:
     """A numeric id from a URL, or None (which matches nothing) for anything else."""
     text = str(text)
-    return int(text) if text.isdigit() and len(text) < 18 else None
+    return int(text) if re.fullmatch(r"[0-9]{1,17}", text) else None  # not isdigit(): '²' is one
 
 
 def get_run(run_id: str) -> DagRun:

@@ -30,7 +30,10 @@ TRIGGER = "runs.trigger_dagrun"
 
 
 def idempotency_key(request, body: dict) -> str | None:
-    return request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+    key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+    if key and len(key) > 255:
+        raise ValidationError("Idempotency-Key: at most 255 characters")
+    return key
 
 
 def trigger(request, dag, body: dict) -> Response:

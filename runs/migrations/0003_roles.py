@@ -1,31 +1,12 @@
-"""The three roles as Django groups: viewer reads, operator also runs things, admin also
-submits DAGs (which is running arbitrary commands on workers)."""
+"""Create the viewer, operator and admin groups (runs/roles.py says what each may do)."""
 
 from django.db import migrations
-
-VIEW = [
-    ("dags", "view_dag"),
-    ("dags", "view_dagversion"),
-    ("runs", "view_dagrun"),
-    ("runs", "view_taskinstance"),
-    ("runs", "view_taskattempt"),
-    ("runs", "view_deadletter"),
-    ("runs", "view_job"),
-    ("runs", "view_workflow"),
-    ("runs", "view_workerheartbeat"),
-]
-OPERATE = [
-    ("runs", "trigger_dagrun"),
-    ("runs", "cancel_dagrun"),
-    ("runs", "retry_taskinstance"),
-    ("dags", "pause_dag"),
-]
-ADMINISTER = [("dags", "submit_dag")]
-ROLES = {"viewer": VIEW, "operator": VIEW + OPERATE, "admin": VIEW + OPERATE + ADMINISTER}
 
 
 def create_roles(apps, schema_editor):
     from django.contrib.auth.management import create_permissions
+
+    from runs.roles import ensure_roles
 
     # Permissions are otherwise created only after the whole migrate, too late for this.
     for label in ("dags", "runs"):
@@ -35,17 +16,12 @@ def create_roles(apps, schema_editor):
         )
         create_permissions(app_config, verbosity=0, apps=apps)
         app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, names in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        for app_label, codename in names:
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+    ensure_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def drop_roles(apps, schema_editor):
+    from runs.roles import ROLES
+
     apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
 
 

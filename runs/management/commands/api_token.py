@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-ROLES = ("viewer", "operator", "admin")
+from runs.roles import ROLES, ensure_roles
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--role", choices=ROLES, help="add the user to this role's group")
+        parser.add_argument("--role", choices=list(ROLES), help="add the user to this role's group")
 
     def handle(self, *args, username: str, role: str | None, **options):
         user, created = get_user_model().objects.get_or_create(username=username)
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             user.set_unusable_password()
             user.save()
         if role:
+            ensure_roles()
             user.groups.add(Group.objects.get(name=role))
         token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(token.key)

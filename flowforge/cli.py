@@ -1,0 +1,386 @@
+"""`flowforge`: drive a FlowForge server from a terminal or script through its REST API.
+
+Global options (`--api-url`, `--token`, `--json`) go before or after the command.
+Exit status 0 on success; on failure 1 and one line on stderr (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+from .cli_format import (
+    render_dags,
+    render_dead_letters,
+    render_logs,
+    render_run,
+    render_runs,
+    render_status,
+    render_workers,
+)
+
+DEFAULT_API_URL = "http://localhost:8000"
+FINAL_STATES = frozenset({"success", "failed", "cancelled"})
+TIMEOUT = (5, 60)  # seconds to connect, seconds to wait for an answer
+
+
+class CliError(Exception):
+    """An expected failure: its message is the one line printed on stderr."""
+
+
+class ApiError(CliError):
+    """The API answered with an error status; `errors` holds each of its messages."""
+
+    def __init__(self, message: str, status: int, errors: list[str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors
+
+
+class ApiClient:
+    """A thin `requests` session that turns every failure into a CliError."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"Token {token}"
+
+    def get(self, path: str, **params: object) -> dict:
+        query = {key: value for key, value in params.items() if value is not None}
+        return self.request("GET", path, params=query)
+
+    def post(self, path: str, **kwargs: object) -> dict:
+        return self.request("POST", path, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: object) -> dict:
+        try:
+            response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **kwargs)
+        except (requests.ConnectionError, requests.Timeout):
+            raise CliError(f"cannot reach the API at {self.base_url}") from None
+        except requests.RequestException as exc:  # a malformed --api-url, mostly
+            raise CliError(
+                f"bad API URL {self.base_url!r} ({type(exc).__name__}); "
+                f"give one like {DEFAULT_API_URL}"
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"the server at {self.base_url} did not answer with JSON; is it FlowForge?"
+            ) from None
+
+    def _error(self, response: requests.Response) -> ApiError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        errors = body.get("errors") or [body.get("error") or response.reason or "no details"]
+        message = body.get("error") or "; ".join(errors)
+        if response.status_code == 401 and not self.token:
+            message += " (give --token or set FLOWFORGE_TOKEN)"
+        if retry_after := response.headers.get("Retry-After"):
+            message += f" (retry after {retry_after} s)"
+        reason = (response.reason or "error").lower()
+        line = " ".join(f"{response.status_code} {reason}: {message}".split())  # one line
+        return ApiError(line, response.status_code, errors)
+
+
+def segment(value: str) -> str:
+    """An id as one URL path segment, so that a '/' or '?' in it cannot change the path."""
+    return quote(str(value), safe="")
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))  # the API's own key order
+
+
+def show(args: argparse.Namespace, data: dict, render: Callable[[], str]) -> int:
+    """The raw answer with --json, else the rendered text."""
+    if args.json:
+        print_json(data)
+    else:
+        print(render())
+    return 0
+
+
+def show_page(
+    args: argparse.Namespace, page: dict, render: Callable[[list[dict]], str], empty: str
+) -> int:
+    """One page of a list: a table, a note when there are more, `empty` when there is none."""
+    if args.json:
+        print_json(page)
+        return 0
+    results = page.get("results") or []
+    print(render(results) if results else empty)
+    if page.get("count", 0) > len(results):
+        print(f"(showing {len(results)} of {page['count']}; --limit N shows more)")
+    return 0
+
+
+# --- submit -------------------------------------------------------------------------
+
+
+def dag_files(names: list[str]) -> list[Path]:
+    """Each --file as given; a folder stands for every *.yaml and *.yml file in it."""
+    files: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not found:
+                raise CliError(f"no *.yaml or *.yml files in {name}")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CliError(f"no such file: {name}")
+    return files
+
+
+def submit_one(client: ApiClient, path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    return client.post(
+        "/api/v1/dags",
+        data=text.encode("utf-8"),
+        headers={"Content-Type": "application/yaml"},
+    )
+
+
+def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
+    """Every file is tried, so that one bad file does not hide the errors of the next."""
+    files = dag_files(args.file)
+    answers, rejected = [], 0
+    for path in files:
+        try:
+            dag = submit_one(client, path)
+        except ApiError as exc:
+            if exc.status != 400:
+                raise
+            rejected += 1
+            for error in exc.errors:
+                print(f"flowforge: {path}: {error}", file=sys.stderr)
+            continue
+        answers.append(dag)
+        if not args.json:
+            print(f"{dag['dag_id']}: {dag.get('outcome')}, version {dag.get('version')} ({path})")
+    if args.json:  # one file: its answer as is; several: a list of answers
+        print_json(answers[0] if len(files) == 1 and answers else answers)
+    if rejected:
+        raise CliError(f"{rejected} of {len(files)} file(s) rejected")
+    return 0
+
+
+# --- runs -----------------------------------------------------------------------------
+
+
+def parse_params(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs; a value is JSON when it parses (3, true, [1,2]), else a string."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param wants KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def wait_for_run(client: ApiClient, run: dict, args: argparse.Namespace) -> dict:
+    """Poll the run until it is final, printing each state it passes through."""
+    path = f"/api/v1/runs/{segment(run['run_id'])}"
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    state = run["state"]
+    while run["state"] not in FINAL_STATES:
+        if deadline and time.monotonic() > deadline:
+            raise CliError(f"run {run['run_id']} still {run['state']} after {args.timeout} s")
+        time.sleep(args.interval)
+        run = client.get(path)
+        if run["state"] != state and not args.json:
+            state = run["state"]
+            print(f"run {run['run_id']}: {state}", flush=True)
+    return run
+
+
+def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
+    body = {"dag_id": args.dag_id, "triggered_by": "cli", "params": parse_params(args.param)}
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    run = client.post("/api/v1/runs", json=body, headers=headers)
+    if not args.wait:
+        return show(args, run, lambda: f"run {run['run_id']} of {run['dag_id']}: {run['state']}")
+    if not args.json:
+        print(f"run {run['run_id']} of {run['dag_id']}: {run['state']}", flush=True)
+    try:
+        run = wait_for_run(client, run, args)
+    except KeyboardInterrupt:  # stop watching; the run itself goes on on the server
+        raise CliError(f"stopped waiting; run {run['run_id']} goes on") from None
+    show(args, run, lambda: "\n" + render_run(run))
+    if run["state"] != "success":
+        raise CliError(f"run {run['run_id']} {run['state']}")
+    return 0
+
+
+def cmd_runs(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/api/v1/runs", dag_id=args.dag_id, state=args.state, page_size=args.limit)
+    return show_page(args, page, render_runs, "no runs")
+
+
+def cmd_run(client: ApiClient, args: argparse.Namespace) -> int:
+    run = client.get(f"/api/v1/runs/{segment(args.run_id)}")
+    return show(args, run, lambda: render_run(run))
+
+
+def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    run = client.post(f"/api/v1/runs/{segment(args.run_id)}/cancel")
+    return show(args, run, lambda: f"run {run['run_id']}: {run['state']}")
+
+
+def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
+    path = f"/api/v1/runs/{segment(args.run_id)}/tasks/{segment(args.task_id)}/logs"
+    logs = client.get(path)
+    return show(args, logs, lambda: render_logs(logs))
+
+
+# --- DAGs, system, dead letters -------------------------------------------------------
+
+
+def cmd_dags(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/api/v1/dags", page_size=args.limit)
+    return show_page(args, page, render_dags, "no DAGs; submit one with: flowforge submit -f FILE")
+
+
+def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
+    status = client.get("/api/v1/status")
+    return show(args, status, lambda: render_status(status, client.base_url))
+
+
+def cmd_workers(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/api/v1/workers", all="true" if args.all else None, page_size=1000)
+    return show_page(args, page, render_workers, "no worker has sent a heartbeat lately")
+
+
+def cmd_dlq(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/api/v1/dlq", page_size=args.limit)
+    return show_page(args, page, render_dead_letters, "the dead-letter queue is empty")
+
+
+def cmd_dlq_retry(client: ApiClient, args: argparse.Namespace) -> int:
+    run = client.post(f"/api/v1/dlq/{segment(args.id)}/retry")
+    message = f"dead letter {args.id} retried: run {run['run_id']} is {run['state']}"
+    return show(args, run, lambda: message)
+
+
+# --- parser and entry point -------------------------------------------------------------
+
+
+def global_options() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name. SUPPRESS leaves them unset
+    when absent, so a value given after the command is not reset by its subparser."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--api-url",
+        default=argparse.SUPPRESS,
+        help=f"FlowForge server (env FLOWFORGE_API_URL; default {DEFAULT_API_URL})",
+    )
+    options.add_argument(
+        "--token", default=argparse.SUPPRESS, help="API token (env FLOWFORGE_TOKEN)"
+    )
+    options.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the API's JSON answer instead of a table",
+    )
+    return options
+
+
+def add_commands(commands, options: argparse.ArgumentParser) -> None:
+    def command(name: str, handler, summary: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, parents=[options], help=summary, description=summary)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    submit = command("submit", cmd_submit, "submit DAG files (a folder: its *.yaml/*.yml)")
+    submit.add_argument("--file", "-f", action="append", required=True, metavar="PATH")
+
+    trigger = command("trigger", cmd_trigger, "start a run of a DAG")
+    trigger.add_argument("dag_id")
+    trigger.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    trigger.add_argument("--wait", "-w", action="store_true", help="wait for the run to end")
+    trigger.add_argument("--idempotency-key", metavar="KEY", help="a repeat returns the first run")
+    trigger.add_argument("--timeout", type=float, metavar="SECS", help="give up waiting after")
+    trigger.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    command("dags", cmd_dags, "list DAGs").add_argument("--limit", type=int, default=1000)
+    runs = command("runs", cmd_runs, "list recent runs, newest first")
+    runs.add_argument("--dag-id")
+    runs.add_argument("--state", choices=sorted(FINAL_STATES | {"queued", "running"}))
+    runs.add_argument("--limit", type=int, default=20)
+    command("run", cmd_run, "show a run and its tasks").add_argument("run_id")
+    command("cancel", cmd_cancel, "cancel a run").add_argument("run_id")
+    logs = command("logs", cmd_logs, "show every attempt's output of a task")
+    logs.add_argument("run_id")
+    logs.add_argument("task_id")
+    command("status", cmd_status, "counts by state, queue depths, workers")
+    workers = command("workers", cmd_workers, "workers seen by heartbeat")
+    workers.add_argument("--all", action="store_true", help="include workers gone quiet")
+    command("dlq", cmd_dlq, "list the dead-letter queue").add_argument(
+        "--limit", type=int, default=50
+    )
+    command("dlq-retry", cmd_dlq_retry, "run a dead-lettered task again").add_argument("id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    options = global_options()
+    parser = argparse.ArgumentParser(
+        prog="flowforge", parents=[options], description="Drive a FlowForge server."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_commands(commands, options)
+    return parser
+
+
+def client_for(args: argparse.Namespace) -> ApiClient:
+    url = getattr(args, "api_url", None) or os.environ.get("FLOWFORGE_API_URL") or DEFAULT_API_URL
+    token = getattr(args, "token", None) or os.environ.get("FLOWFORGE_TOKEN") or None
+    return ApiClient(url, token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        return args.handler(client_for(args), args)
+    except CliError as exc:
+        print(f"flowforge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `flowforge runs | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

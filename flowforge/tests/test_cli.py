@@ -1,0 +1,308 @@
+"""The `flowforge` CLI against a real web server process, worker, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from flowforge.testing import ROOT, database_url, wait_for
+from runs.roles import ensure_roles
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ETL = str(ROOT / "examples" / "etl-pipeline.yaml")
+ETL_TASKS = {"extract-users", "extract-orders", "transform", "load"}
+ALWAYS_FAILS = """\
+id: always-fails
+name: Always fails
+tasks:
+  - id: doomed
+    command: "echo going down >&2; exit 1"
+    retries: 0
+"""
+SLOW = """\
+id: slow-one
+name: Slow one
+tasks:
+  - id: nap
+    command: "sleep 30"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="session")
+def api_url(worker, django_db_setup, django_db_blocker):
+    """A gunicorn process serving the API on this session's test database and broker."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_url = database_url(connection.settings_dict)
+    env = {**os.environ, "DATABASE_URL": db_url}
+    env.pop("FLOWFORGE_TEST_DB_NAME", None)
+    url = f"http://127.0.0.1:{free_port()}"
+    log = Path(tempfile.mkdtemp(prefix="ffweb-")) / "gunicorn.log"
+    command = [sys.executable, "-m", "gunicorn", "flowforge.wsgi"]
+    command += ["-b", url.removeprefix("http://"), "-w", "2", "--timeout", "60"]
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def up() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {server.returncode}:\n{log.read_text()}")
+        return healthy(url)
+
+    wait_for(up, timeout=60, interval=0.2, message=f"gunicorn at {url}")
+    yield url
+    server.send_signal(signal.SIGTERM)  # gunicorn's graceful stop of its workers
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+
+
+@pytest.fixture
+def token() -> str:
+    """An admin's API token. Made per test: transactional tests flush every table after
+    each test, the role groups (made by a data migration) included, hence ensure_roles."""
+    ensure_roles()
+    user = get_user_model().objects.create(username="cli-admin")
+    user.groups.add(user.groups.model.objects.get(name="admin"))
+    return Token.objects.create(user=user).key
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def flowforge(*args: str, env: dict | None = None, timeout: float = 120) -> Result:
+    """Run the CLI as a user would; the API URL and token come from `env` or flags."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "flowforge.cli", *args],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli(api_url, token):
+    """`flowforge` pointed at the test server through its environment variables."""
+    env = {"FLOWFORGE_API_URL": api_url, "FLOWFORGE_TOKEN": token}
+    return lambda *args, **kwargs: flowforge(*args, env=env, **kwargs)
+
+
+def ok(result: Result) -> Result:
+    assert result.code == 0, f"exit {result.code}\nstdout:\n{result.out}\nstderr:\n{result.err}"
+    return result
+
+
+def failed(result: Result) -> str:
+    """The single stderr line of an expected failure (never a traceback)."""
+    assert result.code != 0, result.out
+    assert "Traceback" not in result.err, result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("flowforge: "), lines[0]
+    return lines[0]
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# --- a run driven to success --------------------------------------------------------
+
+
+def test_submit_trigger_wait_and_inspect_the_run(cli):
+    submitted = ok(cli("submit", "--file", ETL))
+    assert "etl-pipeline: created, version 1" in submitted.out
+    assert "etl-pipeline: unchanged, version 1" in ok(cli("submit", "--file", ETL)).out
+
+    waited = ok(cli("trigger", "etl-pipeline", "--wait", "--param", "day=2024-01-01"))
+    run_id = waited.out.split()[1]  # "run <id> of etl-pipeline: queued"
+    assert f"run {run_id}: success" in waited.out
+
+    run = ok(cli("run", run_id, "--json")).json()
+    assert run["state"] == "success" and run["triggered_by"] == "cli"
+    assert run["params"] == {"day": "2024-01-01"}
+    assert {t["task_id"]: t["state"] for t in run["tasks"]} == dict.fromkeys(ETL_TASKS, "success")
+
+    shown = ok(cli("run", run_id)).out
+    task_rows = [
+        line.split() for line in shown.splitlines() if line.split()[:1] in ([t] for t in ETL_TASKS)
+    ]
+    assert len(task_rows) == 4 and all(row[1] == "success" for row in task_rows)
+
+    runs = ok(cli("runs")).out.splitlines()
+    assert runs[0].split()[:4] == ["RUN_ID", "DAG", "VERSION", "STATE"]
+    assert runs[1].split()[:4] == [run_id, "etl-pipeline", "1", "success"]
+    assert ok(cli("runs", "--state", "failed")).out.strip() == "no runs"
+
+    logs = ok(cli("logs", run_id, "extract-users")).out
+    assert "Extracting users..." in logs and "attempt 1: success" in logs
+
+
+def test_dags_lists_submitted_dags_as_table_and_json(cli):
+    ok(cli("submit", "-f", ETL))
+    table = ok(cli("dags")).out.splitlines()
+    assert table[0].split()[:3] == ["DAG_ID", "VERSION", "TASKS"]
+    assert table[1].split()[:3] == ["etl-pipeline", "1", "4"]
+    page = ok(cli("dags", "--json")).json()
+    assert page["count"] == 1 and page["results"][0]["dag_id"] == "etl-pipeline"
+
+
+def test_trigger_idempotency_key_then_cancel(cli, tmp_path):
+    ok(cli("submit", "-f", write(tmp_path, "slow.yaml", SLOW)))
+    first = ok(cli("trigger", "slow-one", "--idempotency-key", "k1", "--json", "-p", "n=3")).json()
+    again = ok(cli("trigger", "slow-one", "--idempotency-key", "k1", "--json")).json()
+    assert again["run_id"] == first["run_id"] and first["params"] == {"n": 3}
+
+    cancelled = ok(cli("cancel", first["run_id"])).out
+    assert cancelled.strip() == f"run {first['run_id']}: cancelled"
+    assert "409 conflict" in failed(cli("cancel", first["run_id"]))
+
+
+# --- system views ---------------------------------------------------------------------
+
+
+def test_status_and_workers_show_the_session_worker(cli, worker):
+    status = ok(cli("status")).out
+    assert "workers alive:" in status and "runs:" in status
+    assert set(ok(cli("status", "--json")).json()) >= {"dags", "runs", "tasks", "workers_alive"}
+
+    def listed() -> list[str]:  # the flush after each test removes heartbeats; wait for one
+        page = ok(cli("workers", "--json")).json()
+        return [w["hostname"] for w in page["results"] if w["hostname"].startswith(worker.name)]
+
+    hostname = wait_for(listed, timeout=30, interval=0.5, message="the worker's heartbeat")[0]
+    rows = ok(cli("workers")).out.splitlines()
+    assert rows[0].split()[:3] == ["HOSTNAME", "PID", "QUEUES"]
+    assert any(row.split()[0] == hostname for row in rows[1:])
+
+
+def test_dlq_lists_a_task_that_always_fails_and_retries_it(cli, tmp_path):
+    ok(cli("submit", "-f", write(tmp_path, "fails.yaml", ALWAYS_FAILS)))
+    waited = cli("trigger", "always-fails", "--wait")
+    run_id = waited.out.split()[1]
+    assert failed(waited) == f"flowforge: run {run_id} failed"
+    assert "doomed" in waited.out and "failed" in waited.out
+
+    def dead_letters() -> list[dict]:
+        return ok(cli("dlq", "--json")).json()["results"]
+
+    entry = wait_for(dead_letters, timeout=30, interval=0.5, message="a dead letter")[0]
+    assert (entry["dag_id"], entry["task_id"], entry["run_id"]) == (
+        "always-fails",
+        "doomed",
+        run_id,
+    )
+    row = ok(cli("dlq")).out.splitlines()[1].split()
+    assert row[:4] == [str(entry["id"]), "always-fails", "doomed", run_id]
+
+    retried = ok(cli("dlq-retry", str(entry["id"]))).out
+    assert retried.startswith(f"dead letter {entry['id']} retried: run {run_id}")
+
+    def final_again() -> dict | None:  # let the retry finish before the tables are flushed
+        run = ok(cli("run", run_id, "--json")).json()
+        return run if run["state"] in ("success", "failed", "cancelled") else None
+
+    assert wait_for(final_again, timeout=30, interval=0.5)["state"] == "failed"
+
+
+# --- options and failures -----------------------------------------------------------
+
+
+def test_global_options_before_and_after_the_command(api_url, token):
+    before = flowforge("--api-url", api_url, "--token", token, "status")
+    after = flowforge("status", "--api-url", api_url, "--token", token)
+    assert ok(before).out == ok(after).out
+    mixed = flowforge(
+        "--api-url", "http://127.0.0.1:1", "--json", "runs", "--api-url", api_url, "--token", token
+    )
+    assert ok(mixed).json()["results"] == []  # the later --api-url wins
+    env = {"FLOWFORGE_API_URL": api_url, "FLOWFORGE_TOKEN": "bad"}
+    assert ok(flowforge("status", "--token", token, env=env)).out == before.out  # flag beats env
+    assert "401" in failed(flowforge("status", env=env))  # the env token is used without one
+
+
+def test_a_bad_token_is_one_line_401(api_url):
+    line = failed(flowforge("dags", "--api-url", api_url, "--token", "not-a-token"))
+    assert line == "flowforge: 401 unauthorized: Invalid token."
+    anonymous = failed(flowforge("dags", "--api-url", api_url))
+    assert anonymous.startswith("flowforge: 401 unauthorized:") and "FLOWFORGE_TOKEN" in anonymous
+
+
+def test_an_unreachable_api_is_named():
+    url = f"http://127.0.0.1:{free_port()}"  # free now, so nothing listens on it
+    line = failed(flowforge("status", "--api-url", url))
+    assert line == f"flowforge: cannot reach the API at {url}"
+    bad = failed(flowforge("status", "--api-url", "localhost"))
+    assert bad.startswith("flowforge: bad API URL 'localhost'")
+
+
+def test_unknown_run_and_bad_param_are_one_line(cli):
+    assert failed(cli("run", "nope")).startswith("flowforge: 404 not found:")
+    assert failed(cli("trigger", "etl-pipeline", "-p", "novalue")) == (
+        "flowforge: --param wants KEY=VALUE, got 'novalue'"
+    )
+    assert failed(cli("trigger", "no-such-dag")).startswith("flowforge: 404 not found:")
+
+
+def test_submit_of_an_invalid_file_prints_each_error(cli, tmp_path):
+    bad = write(tmp_path, "bad.yaml", "id: broken\ntasks:\n  - id: a\n    depend_on: [b]\n")
+    result = cli("submit", "--file", bad, "--file", ETL)
+    assert result.code == 1 and "Traceback" not in result.err
+    errors = result.err.splitlines()
+    assert len(errors) >= 2 and all(line.startswith(f"flowforge: {bad}: ") for line in errors[:-1])
+    assert "depend_on" in result.err
+    assert errors[-1] == "flowforge: 1 of 2 file(s) rejected"
+    assert "etl-pipeline: created" in result.out  # the good file still went in
+
+
+def test_submit_a_folder_and_a_missing_file(cli, tmp_path):
+    write(tmp_path, "one.yaml", SLOW)
+    write(tmp_path, "two.yml", ALWAYS_FAILS)
+    write(tmp_path, "notes.txt", "not a DAG")
+    out = ok(cli("submit", "--file", str(tmp_path), "--json")).json()
+    assert sorted(dag["dag_id"] for dag in out) == ["always-fails", "slow-one"]
+    missing = str(tmp_path / "missing.yaml")
+    assert failed(cli("submit", "--file", missing)) == f"flowforge: no such file: {missing}"
