@@ -38,3 +38,26 @@ def admin():
 @pytest.fixture
 def anonymous():
     return APIClient()
+
+
+def post_concurrently(client: APIClient, path: str, body: dict, key: str, times: int = 2):
+    """POST the same body with the same Idempotency-Key from `times` threads at once."""
+    import threading
+
+    from django.db import connection
+
+    codes, barrier = [], threading.Barrier(times)
+
+    def post() -> None:
+        own = APIClient()
+        own.credentials(**client._credentials)
+        barrier.wait()
+        codes.append(own.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key).status_code)
+        connection.close()  # each thread has its own database connection
+
+    threads = [threading.Thread(target=post) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(codes)

@@ -1,13 +1,11 @@
 """Jobs and inline workflows: ordinary runs underneath, with idempotency keys."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from dags.models import Dag
 from flowforge.testing import wait_for, wait_for_run
 from runs.models import DeadLetter, Job
+from runs.tests.api_helpers import post_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,30 +64,8 @@ def test_job_idempotency_key_header_and_field_and_race(admin):
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
 
-    codes, barrier = [], threading.Barrier(2)
-
-    def post():
-        from rest_framework.test import APIClient
-
-        client = APIClient()
-        client.credentials(**admin._credentials)
-        barrier.wait()
-        codes.append(
-            client.post(
-                "/api/v1/jobs",
-                {"command": "true", "queue": "nobody-listens"},
-                format="json",
-                HTTP_IDEMPOTENCY_KEY="k2",
-            ).status_code
-        )
-        connection.close()
-
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(codes) == [200, 201]
+    body = {"command": "true", "queue": "nobody-listens"}
+    assert post_concurrently(admin, "/api/v1/jobs", body, "k2") == [200, 201]
     assert Job.objects.filter(idempotency_key="k2").count() == 1
 
 

@@ -1,13 +1,12 @@
 """Run endpoints: trigger, list and filter, detail, tasks, logs, cancel, retry, DLQ."""
 
-import threading
 import uuid
 
 import pytest
-from django.db import connection
 
 from flowforge.testing import submit, wait_for_run
 from runs.models import DagRun, DeadLetter
+from runs.tests.api_helpers import post_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -117,27 +116,7 @@ def test_idempotency_key_returns_the_first_run(operator):
 
 def test_concurrent_repeats_of_one_key_create_one_run(operator):
     submit(PARKED)
-    codes, barrier = [], threading.Barrier(2)
-
-    def post():
-        barrier.wait()
-        from runs.tests.api_helpers import APIClient
-
-        client = APIClient()
-        client.credentials(**operator._credentials)
-        codes.append(
-            client.post(
-                "/api/v1/runs", {"dag_id": "parked"}, format="json", HTTP_IDEMPOTENCY_KEY="race"
-            ).status_code
-        )
-        connection.close()
-
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(codes) == [200, 201]
+    assert post_concurrently(operator, "/api/v1/runs", {"dag_id": "parked"}, "race") == [200, 201]
     assert DagRun.objects.filter(idempotency_key="race").count() == 1
 
 
