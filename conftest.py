@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Celery worker process on this session's broker and database."""
+"""Shared fixtures: real Celery worker processes on this session's broker and database."""
 
 import pytest
 
@@ -19,3 +19,23 @@ def worker(django_db_setup, django_db_blocker):
     yield process
     process.stop()
     print(f"\n--- worker log tail ({process.log}) ---\n{process.tail(30)}")
+
+
+@pytest.fixture
+def launch_worker(django_db_setup, django_db_blocker):
+    """Launch extra workers for one test (`launch_worker(name, queues, env)`), not yet
+    ready (call .wait_ready()); whatever is left of them is killed when the test ends."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        url = database_url(connection.settings_dict)
+    launched: list[WorkerProcess] = []
+
+    def launch(name: str, queues: list[str], env: dict | None = None, concurrency: int = 2):
+        process = WorkerProcess(url, concurrency, queues, name, env).launch()
+        launched.append(process)
+        return process
+
+    yield launch
+    for process in launched:
+        process.kill()

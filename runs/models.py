@@ -88,7 +88,16 @@ class TaskInstance(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "task_id"], name="task_instance_unique"),
         ]
-        indexes = [models.Index(fields=["state", "queued_at"], name="ti_state_queued")]
+        indexes = [
+            models.Index(fields=["state", "queued_at"], name="ti_state_queued"),
+            # The reconciler's "released but never moved" repair: without it, a full scan
+            # of every pending instance on each pass.
+            models.Index(
+                fields=["run"],
+                condition=models.Q(state="pending", pending_upstream=0),
+                name="ti_pending_released",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.task_id}"

@@ -400,9 +400,11 @@ def take_expired_lease(instance_id: int, now: datetime) -> Claim | None:
 
 
 def _read_datetime(value):
-    # Raw SQL gives an aware datetime on PostgreSQL and text on SQLite.
+    # Raw SQL gives aware datetimes on PostgreSQL, naive ones in UTC (or text) on SQLite.
     if isinstance(value, str):
-        return connection.ops.convert_datetimefield_value(value, None, connection)
+        value = datetime.fromisoformat(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, connection.timezone)
     return value
 
 

@@ -47,7 +47,7 @@ def complete_attempt(
             error=result.error,
             output=result.output,
         )
-        _record_attempt(claim, result, target if moved else TaskState.CANCELLED)
+        _record_attempt(claim, result, target, moved)
         log.info(
             "%s/%s try %s: %s %s",
             compiled.dag_id,
@@ -83,19 +83,25 @@ def _next_state(claim: Claim, result: ExecutionResult, task: dict) -> tuple[str,
     return TaskState.FAILED, 0.0
 
 
-def _record_attempt(claim: Claim, result: ExecutionResult, state: str) -> None:
-    TaskAttempt.objects.create(
-        task_instance_id=claim.instance_id,
-        try_number=claim.try_number,
-        state=state,
-        worker=claim.worker,
-        started_at=claim.started_at,
-        finished_at=timezone.now(),
-        exit_code=result.exit_code,
-        stdout=result.stdout,
-        stderr=result.stderr,
-        error=result.error,
-    )
+def _record_attempt(claim: Claim, result: ExecutionResult, target: str, moved: bool) -> None:
+    fields = {
+        "state": target if moved else TaskState.CANCELLED,
+        "worker": claim.worker,
+        "started_at": claim.started_at,
+        "finished_at": timezone.now(),
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "error": result.error,
+    }
+    key = {"task_instance_id": claim.instance_id, "try_number": claim.try_number}
+    if moved:
+        TaskAttempt.objects.create(**key, **fields)
+    else:
+        # Someone moved the instance on first: a cancel (which records nothing), the
+        # reconciler (which recorded this try as "worker lost"), or this very completion
+        # retried after its commit's answer was lost. The first record stands.
+        TaskAttempt.objects.get_or_create(**key, defaults=fields)
 
 
 def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -> None:

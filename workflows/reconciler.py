@@ -1,0 +1,266 @@
+"""The reconciler: a periodic pass that finishes what crashes, lost messages and dead
+workers left undone (DESIGN.md, engine step 5).
+
+One pass at a time: a PostgreSQL advisory lock (a second pass that finds it taken skips),
+or on SQLite one IMMEDIATE transaction, which holds the database's write lock for the
+whole pass. Every repair is a guarded transition in runs/states.py, so a repair that races
+a worker happens once or not at all; each is counted and logged. When nothing is wrong a
+pass is a handful of indexed queries, whatever the number of runs and tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dags.compiled import CompiledDag, compiled_version
+from runs import states
+from runs.messages import TaskMessage, publish_on_commit
+from runs.models import DagRun, TaskInstance
+from runs.services import admit_queued_runs
+from runs.states import RunState, TaskState
+
+from .dispatch import propagate
+from .executors import ExecutionResult
+from .signals import attempt_finished
+from .trigger_rules import decide
+
+log = logging.getLogger(__name__)
+
+RECONCILE_TASK = "flowforge.reconcile"
+# Not of the form "flowforge:<dag_id>" that DAG schedules use, so no DAG can take it.
+SCHEDULE_NAME = "flowforge.reconcile"
+WORKER_LOST = "worker lost"
+# Rows handled per repair and pass: a backlog is worked off over several passes.
+BATCH = 500
+# Any constant works: advisory locks are per database, and nothing else here takes one.
+LOCK_KEY = 0x466C6F77466F7267  # "FlowForg"
+
+
+@dataclass
+class Repairs:
+    """What one pass repaired, by kind; `skipped` when another pass held the lock."""
+
+    lost_attempts: int = 0
+    overdue_retries: int = 0
+    republished: int = 0
+    released_pending: int = 0
+    finished_runs: int = 0
+    admitted_runs: int = 0
+    skipped: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "skipped")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def reconcile() -> Repairs:
+    """Run one pass of every repair, unless another pass is running right now."""
+    with _exclusive() as acquired:
+        if not acquired:
+            log.info("reconciler: another pass is running; skipping this one")
+            return Repairs(skipped=True)
+        repairs = Repairs()
+        now = timezone.now()
+        for name, repair in _REPAIRS:
+            try:
+                setattr(repairs, name, repair(now))
+            except Exception:  # noqa: BLE001 - one failing repair must not stop the others
+                log.exception("reconciler: %s failed; the next pass tries again", name)
+    if repairs.total:
+        log.warning("reconciler repaired %s", {k: v for k, v in repairs.as_dict().items() if v})
+    return repairs
+
+
+@contextmanager
+def _exclusive() -> Iterator[bool]:
+    if connection.vendor != "postgresql":
+        # SQLite takes its write lock when the transaction begins (transaction_mode
+        # IMMEDIATE in settings), so a second pass waits for this one, then finds
+        # nothing left to repair.
+        with transaction.atomic():
+            yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            _unlock()
+
+
+def _unlock() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+    except DatabaseError:  # a lost connection took its session lock with it
+        log.warning("reconciler: could not release the advisory lock", exc_info=True)
+
+
+def fail_lost_attempts(now: datetime) -> int:
+    """Running instances whose lease expired: their worker is gone. Their attempt ends
+    failed with "worker lost", through the normal completion handler, so the task's
+    retry policy decides what comes next."""
+    expired = TaskInstance.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now)
+    failed = 0
+    for instance_id in _ids(expired):
+        with transaction.atomic():
+            claim = states.take_expired_lease(instance_id, now)
+            if claim is None:  # renewed or finished since the query
+                continue
+            attempt_finished.send(
+                sender=CompiledDag,
+                claim=claim,
+                result=ExecutionResult(succeeded=False, error=WORKER_LOST),
+                compiled=compiled_version(claim.dag_version_id),
+            )
+            failed += 1
+    return failed
+
+
+def queue_overdue_retries(now: datetime) -> int:
+    """up_for_retry instances whose backoff ended long ago: their delayed message was lost
+    (e.g. with the worker that held it). They are queued and published again."""
+    due_before = now - _requeue_after()
+    overdue = TaskInstance.objects.filter(
+        state=TaskState.UP_FOR_RETRY, next_retry_at__lt=due_before
+    )
+    return _requeue(_ids(overdue), lambda ids: states.requeue_overdue_retries(ids, due_before))
+
+
+def republish_stale_queued(now: datetime) -> int:
+    """Queued instances nobody claimed for a while: their message may be gone (broker
+    restarted empty, publish failed). Sent again; a duplicate loses at the claim."""
+    stale_before = now - _requeue_after()
+    stale = TaskInstance.objects.filter(state=TaskState.QUEUED).filter(
+        Q(queued_at__lt=stale_before) | Q(queued_at__isnull=True)
+    )
+    return _requeue(_ids(stale), lambda ids: states.requeue_stale_queued(ids, stale_before))
+
+
+def release_stuck_pending(now: datetime) -> int:
+    """Pending instances of running runs whose latch reached 0 but which never moved on:
+    their trigger rule decides now, as the completion handler would have."""
+    stuck = (
+        TaskInstance.objects.filter(
+            state=TaskState.PENDING, pending_upstream=0, run__state=RunState.RUNNING
+        )
+        .order_by()
+        .values_list(
+            "id",
+            "task_id",
+            "try_number",
+            "run_id",
+            "run__dag_version_id",
+            "upstream_succeeded",
+            "upstream_failed",
+            "upstream_skipped",
+        )
+    )
+    released = 0
+    for pk, task_id, tries, run_id, version_id, succeeded, failed, skipped in stuck[:BATCH]:
+        compiled = compiled_version(version_id)
+        target = decide(compiled.tasks[task_id]["trigger_rule"], 0, succeeded, failed, skipped)
+        with transaction.atomic():
+            if not states.leave_pending([pk], target.value):
+                continue
+            if target.value == TaskState.QUEUED:
+                publish_on_commit([TaskMessage(pk, tries, compiled.tasks[task_id]["queue"])])
+            else:
+                propagate(str(run_id), compiled, {task_id: target.value})
+            released += 1
+    return released
+
+
+def finish_drained_runs(now: datetime) -> int:
+    """Running runs with no unfinished task left: they end success or failed."""
+    drained = DagRun.objects.filter(state=RunState.RUNNING, tasks_unfinished=0)
+    return sum(bool(states.finish_drained_run(run_id)) for run_id in _ids(drained))
+
+
+def admit_waiting_runs(now: datetime) -> int:
+    """Queued runs of DAGs that have room under max_active_runs again are started."""
+    dag_pks = (
+        DagRun.objects.filter(state=RunState.QUEUED)
+        .order_by()
+        .values_list("dag_id", flat=True)
+        .distinct()
+    )
+    return sum(admit_queued_runs(dag_pk) for dag_pk in list(dag_pks[:BATCH]))
+
+
+# In this order: a lost attempt may queue a retry or release downstream tasks, and a run
+# finished here makes room for a queued one.
+_REPAIRS: list[tuple[str, Callable[[datetime], int]]] = [
+    ("lost_attempts", fail_lost_attempts),
+    ("overdue_retries", queue_overdue_retries),
+    ("republished", republish_stale_queued),
+    ("released_pending", release_stuck_pending),
+    ("finished_runs", finish_drained_runs),
+    ("admitted_runs", admit_waiting_runs),
+]
+
+
+def _requeue_after() -> timedelta:
+    return timedelta(seconds=settings.FLOWFORGE_REQUEUE_AFTER_SECS)
+
+
+def _ids(queryset) -> list:
+    # Unordered: sorting by id would tempt the planner to walk the primary key past every
+    # row, instead of the state index, to fill the LIMIT.
+    return list(queryset.order_by().values_list("id", flat=True)[:BATCH])
+
+
+def _requeue(ids: list[int], transition: Callable[[list[int]], list[states.Republish]]) -> int:
+    """Apply a requeue transition to `ids` and publish what it moved, once it commits."""
+    if not ids:
+        return 0
+    with transaction.atomic():
+        moved = transition(ids)
+        publish_on_commit(
+            TaskMessage(
+                row.instance_id,
+                row.try_number,
+                compiled_version(row.dag_version_id).tasks[row.task_id]["queue"],
+            )
+            for row in moved
+        )
+    return len(moved)
+
+
+def ensure_schedule():
+    """The beat entry that runs the reconciler every FLOWFORGE_RECONCILE_SECS.
+
+    The migration creates it; beat calls this when it starts, so the interval follows
+    the setting of the beat that runs it and the entry comes back if it was deleted.
+    """
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = settings.FLOWFORGE_RECONCILE_SECS
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=every, period=IntervalSchedule.SECONDS
+    )
+    task, _ = PeriodicTask.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "task": RECONCILE_TASK,
+            "interval": interval,
+            "crontab": None,
+            # A pass that waited longer than the interval is stale: the next one is due.
+            "expire_seconds": every,
+        },
+    )
+    return task
