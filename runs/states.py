@@ -195,6 +195,82 @@ def finish_attempt(
     )
 
 
+# One statement on PostgreSQL: the guarded move and the attempt's row, or neither.
+_FINISH_AND_RECORD_SQL = """
+WITH moved AS (
+    UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
+        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s, queued_at = %(queued_at)s,
+        exit_code = %(exit_code)s, error = %(error)s, output = %(output)s::jsonb
+    WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
+    RETURNING id
+)
+INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, started_at,
+    finished_at, exit_code, stdout, stderr, error)
+SELECT id, %(try_number)s, %(state)s, %(worker)s, %(started_at)s, %(now)s,
+    %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
+FROM moved RETURNING id
+"""
+
+
+def finish_and_record(
+    instance_id: int,
+    try_number: int,
+    target: str,
+    *,
+    attempt: dict,
+    next_retry_at=None,
+    exit_code: int | None = None,
+    error: str = "",
+    output=None,
+) -> bool:
+    """finish_attempt, plus the TaskAttempt row of that try when the move happened.
+
+    `attempt` holds the row's worker, started_at, stdout and stderr.
+    """
+    if connection.vendor != "postgresql":
+        from .models import TaskAttempt
+
+        moved = finish_attempt(
+            instance_id,
+            try_number,
+            target,
+            next_retry_at=next_retry_at,
+            exit_code=exit_code,
+            error=error,
+            output=output,
+        )
+        if moved:
+            TaskAttempt.objects.create(
+                task_instance_id=instance_id,
+                try_number=try_number,
+                state=target,
+                finished_at=timezone.now(),
+                exit_code=exit_code,
+                error=error,
+                **attempt,
+            )
+        return moved
+    check_task_transition(TaskState.RUNNING, target)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_AND_RECORD_SQL,
+            {
+                "state": target,
+                "now": now,
+                "next_retry_at": next_retry_at,
+                "queued_at": None if target in TaskState.FINAL else now,
+                "exit_code": exit_code,
+                "error": error,
+                "output": None if output is None else json.dumps(output),
+                "id": instance_id,
+                "try_number": try_number,
+                **attempt,
+            },
+        )
+        return cursor.fetchone() is not None
+
+
 @dataclass(frozen=True)
 class Latch:
     """A downstream instance's latch right after an upstream released it."""
@@ -209,20 +285,44 @@ class Latch:
 
 
 def release_downstream(
-    run_id, task_ids: list[str], *, succeeded: int = 0, failed: int = 0, skipped: int = 0
+    run_id,
+    task_ids: list[str],
+    *,
+    succeeded: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
+    queue_when_ready: bool = False,
 ) -> list[Latch]:
-    """Count finished upstream tasks down on each named instance (one UPDATE ... RETURNING)."""
+    """Count finished upstream tasks down on each named instance (one UPDATE ... RETURNING).
+
+    With queue_when_ready (for all_success tasks, the common case), an instance whose
+    upstream tasks have now all succeeded also goes pending -> queued in the same
+    statement; such rows come back `queued` with nothing pending.
+    """
     done = succeeded + failed + skipped
+    params = [done, succeeded, failed, skipped]
+    moving = ""
+    if queue_when_ready:
+        ready = (
+            "state = 'pending' AND pending_upstream = %s"
+            " AND upstream_failed + %s = 0 AND upstream_skipped + %s = 0"
+        )
+        moving = (
+            f", state = CASE WHEN {ready} THEN %s ELSE state END,"
+            f" queued_at = CASE WHEN {ready} THEN %s ELSE queued_at END"
+        )
+        condition = [done, failed, skipped]
+        params += [*condition, TaskState.QUEUED, *condition, _ts(timezone.now())]
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE runs_taskinstance SET pending_upstream = pending_upstream - %s,"
             " upstream_succeeded = upstream_succeeded + %s,"
             " upstream_failed = upstream_failed + %s,"
-            " upstream_skipped = upstream_skipped + %s"
+            f" upstream_skipped = upstream_skipped + %s{moving}"
             f" WHERE run_id = %s AND task_id IN ({_placeholders(task_ids)})"
             " RETURNING id, task_id, state, pending_upstream, upstream_succeeded,"
             " upstream_failed, upstream_skipped",
-            [done, succeeded, failed, skipped, _run_key(run_id), *task_ids],
+            [*params, _run_key(run_id), *task_ids],
         )
         return [Latch(*row) for row in cursor.fetchall()]
 

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from billiard.process import current_process
@@ -72,7 +72,9 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
         context = AttemptContext(
             task=compiled.tasks[claim.task_id],
             params=claim.params,
-            upstream_outputs=wait_for_database(_upstream_outputs, claim, compiled),
+            upstream_outputs=UpstreamOutputs(
+                claim.run_id, compiled.tasks[claim.task_id]["depends_on"]
+            ),
             run_id=claim.run_id,
             try_number=claim.try_number,
         )
@@ -96,15 +98,33 @@ def _claim(instance_id: int, try_number: int, worker: str) -> states.Claim | Non
     return claim
 
 
-def _upstream_outputs(claim: states.Claim, compiled: CompiledDag) -> dict:
-    task = compiled.tasks[claim.task_id]
-    if task["type"] != "python" or not task["callable"] or not task["depends_on"]:
-        return {}
-    return dict(
-        TaskInstance.objects.filter(
-            run_id=claim.run_id, task_id__in=task["depends_on"]
-        ).values_list("task_id", "output")
-    )
+class UpstreamOutputs(Mapping):
+    """The outputs of a task's upstream tasks, read from the database on first access.
+
+    Most tasks never look (shell and http tasks, callables that take no upstream
+    argument), so they do not pay for the query.
+    """
+
+    def __init__(self, run_id: str, upstream_ids: list[str]) -> None:
+        self.run_id, self.upstream_ids = run_id, upstream_ids
+        self._outputs: dict | None = None
+
+    def _load(self) -> dict:
+        if self._outputs is None:
+            rows = TaskInstance.objects.filter(run_id=self.run_id, task_id__in=self.upstream_ids)
+            self._outputs = dict(rows.values_list("task_id", "output"))
+        return self._outputs
+
+    def __getitem__(self, task_id: str):
+        if task_id not in self.upstream_ids:
+            raise KeyError(task_id)
+        return wait_for_database(self._load).get(task_id)
+
+    def __iter__(self):
+        return iter(self.upstream_ids)
+
+    def __len__(self) -> int:
+        return len(self.upstream_ids)
 
 
 def _announce(claim: states.Claim, result: ExecutionResult, compiled: CompiledDag) -> None:

@@ -38,16 +38,23 @@ def complete_attempt(
     with transaction.atomic():
         target, retry_in = _next_state(claim, result, task)
         next_retry_at = timezone.now() + timezone.timedelta(seconds=retry_in) if retry_in else None
-        moved = states.finish_attempt(
+        moved = states.finish_and_record(
             claim.instance_id,
             claim.try_number,
             target,
+            attempt={
+                "worker": claim.worker,
+                "started_at": claim.started_at,
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+            },
             next_retry_at=next_retry_at,
             exit_code=result.exit_code,
             error=result.error,
             output=result.output,
         )
-        _record_attempt(claim, result, target, moved)
+        if not moved:
+            _record_late_attempt(claim, result)
         log.info(
             "%s/%s try %s: %s %s",
             compiled.dag_id,
@@ -83,25 +90,24 @@ def _next_state(claim: Claim, result: ExecutionResult, task: dict) -> tuple[str,
     return TaskState.FAILED, 0.0
 
 
-def _record_attempt(claim: Claim, result: ExecutionResult, target: str, moved: bool) -> None:
-    fields = {
-        "state": target if moved else TaskState.CANCELLED,
-        "worker": claim.worker,
-        "started_at": claim.started_at,
-        "finished_at": timezone.now(),
-        "exit_code": result.exit_code,
-        "stdout": result.stdout,
-        "stderr": result.stderr,
-        "error": result.error,
-    }
-    key = {"task_instance_id": claim.instance_id, "try_number": claim.try_number}
-    if moved:
-        TaskAttempt.objects.create(**key, **fields)
-    else:
-        # Someone moved the instance on first: a cancel (which records nothing), the
-        # reconciler (which recorded this try as "worker lost"), or this very completion
-        # retried after its commit's answer was lost. The first record stands.
-        TaskAttempt.objects.get_or_create(**key, defaults=fields)
+def _record_late_attempt(claim: Claim, result: ExecutionResult) -> None:
+    """Someone moved the instance on before this attempt ended: a cancel (which records
+    nothing), the reconciler (which recorded this try as "worker lost"), or this very
+    completion retried after its commit's answer was lost. The first record stands."""
+    TaskAttempt.objects.get_or_create(
+        task_instance_id=claim.instance_id,
+        try_number=claim.try_number,
+        defaults={
+            "state": TaskState.CANCELLED,
+            "worker": claim.worker,
+            "started_at": claim.started_at,
+            "finished_at": timezone.now(),
+            "exit_code": result.exit_code,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "error": result.error,
+        },
+    )
 
 
 def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -> None:
@@ -163,24 +169,34 @@ def _release(
         slot = 0 if state == TaskState.SUCCESS else 1 if state in TaskState.FAILING else 2
         for downstream in compiled.downstream[task_id]:
             deltas[downstream][slot] += 1
-    groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
+    # all_success tasks (most) are queued by the release itself when ready: one statement.
+    groups: dict[tuple[int, int, int, bool], list[str]] = defaultdict(list)
     for downstream, delta in deltas.items():
-        groups[tuple(delta)].append(downstream)
+        all_success = compiled.tasks[downstream]["trigger_rule"] == "all_success"
+        groups[(*delta, all_success)].append(downstream)
     decided: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for (succeeded, failed, skipped), task_ids in groups.items():
+    queued_now: list[tuple[int, str]] = []
+    for (succeeded, failed, skipped, all_success), task_ids in groups.items():
         for latch in states.release_downstream(
-            run_id, task_ids, succeeded=succeeded, failed=failed, skipped=skipped
+            run_id,
+            task_ids,
+            succeeded=succeeded,
+            failed=failed,
+            skipped=skipped,
+            queue_when_ready=all_success,
         ):
+            if all_success and latch.state == TaskState.QUEUED and latch.pending == 0:
+                queued_now.append((latch.instance_id, latch.task_id))
             if latch.state != TaskState.PENDING:
                 continue
             rule = compiled.tasks[latch.task_id]["trigger_rule"]
             decision = decide(rule, latch.pending, latch.succeeded, latch.failed, latch.skipped)
             if decision != Decision.WAIT:
                 decided[decision.value].append((latch.instance_id, latch.task_id))
-    moved: dict[str, list[tuple[int, str]]] = {}
+    moved: dict[str, list[tuple[int, str]]] = {TaskState.QUEUED: queued_now}
     for target, members in decided.items():
         ids = set(states.leave_pending([pk for pk, _ in members], target))
-        moved[target] = [(pk, task_id) for pk, task_id in members if pk in ids]
+        moved.setdefault(target, []).extend((pk, task_id) for pk, task_id in members if pk in ids)
     return moved
 
 

@@ -7,7 +7,7 @@ Pure Python on purpose (no Django, no Celery) so it can be tested and reused any
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ TAIL_CHARS = 16_000
 class AttemptContext:
     task: dict
     params: dict
-    upstream_outputs: dict
+    upstream_outputs: Mapping[str, Any]  # upstream task id -> output; may load on first read
     run_id: str = ""
     try_number: int = 1
     should_cancel: Callable[[], bool] | None = None

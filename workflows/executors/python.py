@@ -52,7 +52,7 @@ def run_script(ctx: AttemptContext) -> ExecutionResult:
     if not os.path.isfile(path):
         return ExecutionResult(succeeded=False, error=f"script not found: {path}")
     env = attempt_env(ctx)
-    env["FLOWFORGE_UPSTREAM"] = json.dumps(ctx.upstream_outputs, default=str)
+    env["FLOWFORGE_UPSTREAM"] = json.dumps(dict(ctx.upstream_outputs), default=str)
     # Unbuffered, so the output tail is current even when the script is killed mid-run.
     env.setdefault("PYTHONUNBUFFERED", "1")
     argv = [sys.executable, path]
@@ -69,7 +69,7 @@ def run_callable(ctx: AttemptContext) -> ExecutionResult:
             error=str(exc),
             stderr=_traceback_tail(exc.__cause__) if exc.__cause__ else "",
         )
-    kwargs = _accepted_kwargs(func, _keyword_arguments(ctx))
+    kwargs = _keyword_arguments(ctx, _names_accepted_by(func))
     stdout, stderr = TailBuffer(), TailBuffer()
     timeout_secs = ctx.task.get("timeout_secs")
     result = ExecutionResult(succeeded=False)
@@ -120,11 +120,21 @@ def argument_name(task_id: str) -> str:
     return task_id.replace("-", "_").replace(".", "_")
 
 
-def _keyword_arguments(ctx: AttemptContext) -> dict[str, Any]:
-    # Upstream outputs are added after params, so an upstream id wins over a same-named param.
-    kwargs = dict(ctx.params)
-    for task_id, output in ctx.upstream_outputs.items():
-        kwargs[argument_name(task_id)] = output
+def _keyword_arguments(ctx: AttemptContext, names: frozenset[str] | None) -> dict[str, Any]:
+    """The run's params and upstream outputs that func accepts (all when names is None).
+
+    Upstream outputs are read only when asked for: `upstream_outputs` may load them
+    from the database on first access, a cost a function that takes none should not pay.
+    An upstream id wins over a same-named param.
+    """
+
+    def wanted(name: str) -> bool:
+        return names is None or name in names
+
+    kwargs = {name: value for name, value in ctx.params.items() if wanted(name)}
+    for task_id in ctx.upstream_outputs:
+        if wanted(argument_name(task_id)):
+            kwargs[argument_name(task_id)] = ctx.upstream_outputs[task_id]
     return kwargs
 
 
@@ -141,14 +151,11 @@ def _accepted_names(func: Callable[..., Any]) -> frozenset[str] | None:
     return frozenset(p.name for p in parameters if p.kind in keyword_kinds)
 
 
-def _accepted_kwargs(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _names_accepted_by(func: Callable[..., Any]) -> frozenset[str] | None:
     try:
-        names = _accepted_names(func)
+        return _accepted_names(func)
     except TypeError:  # an unhashable callable object cannot be cached
-        names = _accepted_names.__wrapped__(func)
-    if names is None:
-        return kwargs
-    return {name: value for name, value in kwargs.items() if name in names}
+        return _accepted_names.__wrapped__(func)
 
 
 @contextlib.contextmanager

@@ -9,5 +9,5 @@ def scale_numbers(produce, factor):
     return [n * factor for n in produce]
 
 
-def noop(**kwargs):
+def noop():
     return None

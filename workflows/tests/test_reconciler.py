@@ -230,6 +230,9 @@ def test_a_second_pass_skips_while_one_holds_the_lock(queue):
     try:
         other.cursor().execute("SELECT pg_advisory_lock(%s)", [reconciler.LOCK_KEY])
         assert reconcile().skipped
+        # Unlock explicitly: a closed connection's locks go when its backend exits, a
+        # moment after close() returns.
+        other.cursor().execute("SELECT pg_advisory_unlock(%s)", [reconciler.LOCK_KEY])
     finally:
         other.close()
     assert not reconcile().skipped
