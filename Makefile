@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/flowforge
 
-.PHONY: run test lint install clean-var
+.PHONY: run test lint install clean-var bench
 
 $(BIN)/python: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: install
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on the local PostgreSQL and Redis (their own database and Redis database):
+# results to bench/results/. Options go in ARGS, e.g. ARGS="--quick" or ARGS="--only chain".
+bench: install
+	$(BIN)/python -m bench.run $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
