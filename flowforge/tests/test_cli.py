@@ -252,15 +252,17 @@ def test_dlq_lists_a_task_that_always_fails_and_retries_it(cli, tmp_path):
 
 
 def test_global_options_before_and_after_the_command(api_url, token):
-    before = flowforge("--api-url", api_url, "--token", token, "status")
-    after = flowforge("status", "--api-url", api_url, "--token", token)
+    # `dags`, not `status`: status shows live queue depths and heartbeats that can change
+    # between two calls.
+    before = flowforge("--api-url", api_url, "--token", token, "dags")
+    after = flowforge("dags", "--api-url", api_url, "--token", token)
     assert ok(before).out == ok(after).out
     mixed = flowforge(
         "--api-url", "http://127.0.0.1:1", "--json", "runs", "--api-url", api_url, "--token", token
     )
     assert ok(mixed).json()["results"] == []  # the later --api-url wins
     env = {"FLOWFORGE_API_URL": api_url, "FLOWFORGE_TOKEN": "bad"}
-    assert ok(flowforge("status", "--token", token, env=env)).out == before.out  # flag beats env
+    assert ok(flowforge("dags", "--token", token, env=env)).out == before.out  # flag beats env
     assert "401" in failed(flowforge("status", env=env))  # the env token is used without one
 
 
