@@ -16,10 +16,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-import redis
 
-LOCK_KEY = "flowforge:test-session"  # shared with flowforge/pytest_isolation.py
-LOCK_SECS = 6 * 3600
+from flowforge.redis_claim import claim_redis_db
+
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 
@@ -52,31 +51,6 @@ class BenchEnv:
 
     def queue(self, name: str) -> str:
         return self.queue_prefix + name
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_redis_db(base_url: str) -> tuple[int, redis.Redis]:
-    """The first Redis database (1-15) that no live test or bench session holds."""
-    me = str(os.getpid())
-    for number in range(1, 16):
-        client = redis.Redis.from_url(f"{base_url}/{number}")
-        if client.set(LOCK_KEY, me, nx=True, ex=LOCK_SECS):
-            return number, client
-        holder = client.get(LOCK_KEY)
-        if holder and not _pid_alive(int(holder)):
-            client.flushdb()  # left by a session that died: ours now
-            client.set(LOCK_KEY, me, ex=LOCK_SECS)
-            return number, client
-    raise RuntimeError("every Redis database 1-15 is held by a live test or bench session")
 
 
 def server_url() -> str:

@@ -118,6 +118,23 @@ class Claim:
     started_at: datetime
 
 
+def _claim_from_row(instance_id: int, row: tuple) -> Claim:
+    """A Claim from (run_id, task_id, try_number, max_tries, version_id, params, worker,
+    started_at), as the claim's RETURNING gives them."""
+    run_id, task_id, tries, max_tries, version_id, params, worker, started_at = row
+    return Claim(
+        instance_id,
+        str(uuid.UUID(str(run_id))),
+        task_id,
+        tries,
+        max_tries,
+        version_id,
+        _json(params) or {},
+        worker,
+        started_at,
+    )
+
+
 def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
     """queued -> running for the message that carries `try_number`; None if another won."""
     now = timezone.now()
@@ -144,18 +161,7 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, task_id, tries, max_tries, version_id, params = row
-    return Claim(
-        instance_id,
-        str(uuid.UUID(str(run_id))),
-        task_id,
-        tries,
-        max_tries,
-        version_id,
-        _json(params) or {},
-        worker,
-        now,
-    )
+    return _claim_from_row(instance_id, (*row, worker, now))
 
 
 def queue_retry(instance_id: int, try_number: int) -> bool:
@@ -485,18 +491,7 @@ def take_expired_lease(instance_id: int, now: datetime) -> Claim | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, task_id, tries, max_tries, version_id, params, worker, started_at = row
-    return Claim(
-        instance_id,
-        str(uuid.UUID(str(run_id))),
-        task_id,
-        tries,
-        max_tries,
-        version_id,
-        _json(params) or {},
-        worker,
-        _read_datetime(started_at),
-    )
+    return _claim_from_row(instance_id, (*row[:-1], _read_datetime(row[-1])))
 
 
 def _read_datetime(value):
