@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from flowforge.pytest_isolation import LOCK_KEY
+from flowforge.redis_claim import LOCK_KEY
 from flowforge.testing import (
     ROOT,
     database_url,
