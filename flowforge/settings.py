@@ -129,6 +129,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Pool processes keep their database connection for this many tasks. Unset, Celery's Django
+# fixup closes it around every task (CONN_MAX_AGE does not reach workers), and reconnecting
+# cost each task ~3 ms plus a PostgreSQL backend start (bench/results/profile.md).
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000")) or None
 # Longer than the longest task timeout (CONTRACT default 3600 s) so Redis does not
 # re-deliver a message whose task is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
