@@ -18,9 +18,15 @@ class CompiledDag:
     spec: dict
     tasks: dict[str, dict]  # task id -> task spec
     downstream: dict[str, tuple[str, ...]]  # task id -> direct downstream task ids
+    # Tasks with the all_success trigger rule: the engine queues them as it releases them.
+    all_success_tasks: frozenset[str]
 
     def upstream_count(self, task_id: str) -> int:
         return len(self.tasks[task_id]["depends_on"])
+
+    def queues_all_downstream(self, task_id: str) -> bool:
+        """Whether every direct downstream task of `task_id` is all_success."""
+        return all(task in self.all_success_tasks for task in self.downstream[task_id])
 
 
 def compile_spec(version_id: int, spec: dict) -> CompiledDag:
@@ -35,6 +41,9 @@ def compile_spec(version_id: int, spec: dict) -> CompiledDag:
         spec=spec,
         tasks=tasks,
         downstream={task_id: tuple(ids) for task_id, ids in downstream.items()},
+        all_success_tasks=frozenset(
+            task_id for task_id, task in tasks.items() if task["trigger_rule"] == "all_success"
+        ),
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 
@@ -201,82 +202,6 @@ def finish_attempt(
     )
 
 
-# One statement on PostgreSQL: the guarded move and the attempt's row, or neither.
-_FINISH_AND_RECORD_SQL = """
-WITH moved AS (
-    UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
-        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s, queued_at = %(queued_at)s,
-        exit_code = %(exit_code)s, error = %(error)s, output = %(output)s::jsonb
-    WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
-    RETURNING id
-)
-INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, started_at,
-    finished_at, exit_code, stdout, stderr, error)
-SELECT id, %(try_number)s, %(state)s, %(worker)s, %(started_at)s, %(now)s,
-    %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
-FROM moved RETURNING id
-"""
-
-
-def finish_and_record(
-    instance_id: int,
-    try_number: int,
-    target: str,
-    *,
-    attempt: dict,
-    next_retry_at=None,
-    exit_code: int | None = None,
-    error: str = "",
-    output=None,
-) -> bool:
-    """finish_attempt, plus the TaskAttempt row of that try when the move happened.
-
-    `attempt` holds the row's worker, started_at, stdout and stderr.
-    """
-    if connection.vendor != "postgresql":
-        from .models import TaskAttempt
-
-        moved = finish_attempt(
-            instance_id,
-            try_number,
-            target,
-            next_retry_at=next_retry_at,
-            exit_code=exit_code,
-            error=error,
-            output=output,
-        )
-        if moved:
-            TaskAttempt.objects.create(
-                task_instance_id=instance_id,
-                try_number=try_number,
-                state=target,
-                finished_at=timezone.now(),
-                exit_code=exit_code,
-                error=error,
-                **attempt,
-            )
-        return moved
-    check_task_transition(TaskState.RUNNING, target)
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FINISH_AND_RECORD_SQL,
-            {
-                "state": target,
-                "now": now,
-                "next_retry_at": next_retry_at,
-                "queued_at": None if target in TaskState.FINAL else now,
-                "exit_code": exit_code,
-                "error": error,
-                "output": None if output is None else json.dumps(output),
-                "id": instance_id,
-                "try_number": try_number,
-                **attempt,
-            },
-        )
-        return cursor.fetchone() is not None
-
-
 @dataclass(frozen=True)
 class Latch:
     """A downstream instance's latch right after an upstream released it."""
@@ -290,34 +215,197 @@ class Latch:
     skipped: int
 
 
+@dataclass(frozen=True)
+class Finish:
+    """What finishing an attempt did: nothing (`moved` false: it lost the race), or moved
+    the instance, released its downstream instances and counted it on its run."""
+
+    moved: bool
+    latches: list[Latch]
+    run_state: str | None  # the run's final state, when this finish ended the run
+
+
+def _release_counts(target: str) -> tuple[int, int, int]:
+    """(succeeded, failed, skipped): what an upstream in `target` adds to a latch."""
+    if target == TaskState.SUCCESS:
+        return 1, 0, 0
+    if target in TaskState.FAILING:
+        return 0, 1, 0
+    return 0, 0, 1
+
+
+# One statement on PostgreSQL, so no transaction is needed around it: the guarded move,
+# the attempt's row, the release of the downstream latches (queueing those ready) and the
+# run's countdown all happen, or, when the move loses its race, none of them.
+_FINISH_SQL = """
+WITH moved AS (
+    UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
+        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s, queued_at = %(queued_at)s,
+        exit_code = %(exit_code)s, error = %(error)s, output = %(output)s::jsonb
+    WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
+    RETURNING id
+), attempt AS (
+    INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, started_at,
+        finished_at, exit_code, stdout, stderr, error)
+    SELECT id, %(try_number)s, %(state)s, %(worker)s, %(started_at)s, %(now)s,
+        %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
+    FROM moved
+), released AS (
+    UPDATE runs_taskinstance SET pending_upstream = pending_upstream - 1,
+        upstream_succeeded = upstream_succeeded + %(succeeded)s,
+        upstream_failed = upstream_failed + %(failed)s,
+        upstream_skipped = upstream_skipped + %(skipped)s,
+        state = CASE WHEN task_id = ANY(%(queue_ids)s) AND state = 'pending'
+            AND pending_upstream = 1 AND upstream_failed + %(failed)s = 0
+            AND upstream_skipped + %(skipped)s = 0 THEN 'queued' ELSE state END,
+        queued_at = CASE WHEN task_id = ANY(%(queue_ids)s) AND state = 'pending'
+            AND pending_upstream = 1 AND upstream_failed + %(failed)s = 0
+            AND upstream_skipped + %(skipped)s = 0 THEN %(now)s ELSE queued_at END
+    WHERE run_id = %(run_id)s AND task_id = ANY(%(downstream)s) AND EXISTS (SELECT FROM moved)
+    RETURNING id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed,
+        upstream_skipped
+), counted AS (
+    UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished - %(final)s,
+        tasks_failed = tasks_failed + %(failing)s,
+        state = CASE WHEN tasks_unfinished - %(final)s > 0 THEN state
+            WHEN tasks_failed + %(failing)s > 0 THEN 'failed' ELSE 'success' END,
+        finished_at = CASE WHEN tasks_unfinished - %(final)s > 0 THEN finished_at
+            ELSE %(now)s END
+    WHERE id = %(run_id)s AND state = 'running' AND %(final)s > 0 AND EXISTS (SELECT FROM moved)
+    RETURNING state, tasks_unfinished
+)
+SELECT 'moved', id, NULL, NULL, NULL, NULL, NULL, NULL FROM moved
+UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeeded,
+    upstream_failed, upstream_skipped FROM released
+UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL FROM counted
+"""
+
+
+def finish_task(
+    claim: Claim,
+    target: str,
+    *,
+    downstream: Sequence[str],
+    queue_ids: Collection[str],
+    stdout: str = "",
+    stderr: str = "",
+    next_retry_at=None,
+    exit_code: int | None = None,
+    error: str = "",
+    output=None,
+) -> Finish:
+    """running -> success | up_for_retry | failed for the attempt that holds the claim,
+    with everything that follows from it in the same atomic step:
+
+    - the attempt's TaskAttempt row;
+    - for a final `target`, the latches of the `downstream` instances counted down, and
+      those in `queue_ids` (all_success tasks) queued once every upstream succeeded;
+    - for a final `target`, the instance counted down on its run, which ends with it.
+
+    Downstream instances that another trigger rule now decides are left to the caller.
+    """
+    check_task_transition(TaskState.RUNNING, target)
+    now = timezone.now()
+    final = target in TaskState.FINAL
+    succeeded, failed, skipped = _release_counts(target)
+    values = {
+        "state": target,
+        "now": now,
+        "next_retry_at": next_retry_at,
+        "queued_at": None if final else now,
+        "exit_code": exit_code,
+        "error": error,
+        "output": output,
+        "id": claim.instance_id,
+        "try_number": claim.try_number,
+        "run_id": uuid.UUID(claim.run_id),
+        "downstream": list(downstream) if final else [],
+        "queue_ids": [task_id for task_id in downstream if task_id in queue_ids],
+        "succeeded": succeeded,
+        "failed": failed,
+        "skipped": skipped,
+        "final": int(final),
+        "failing": int(target in TaskState.FAILING),
+        "worker": claim.worker,
+        "started_at": claim.started_at,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+    if connection.vendor != "postgresql":
+        return _finish_task_stepwise(values)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_SQL, {**values, "output": None if output is None else json.dumps(output)}
+        )
+        rows = cursor.fetchall()
+    latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
+    run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
+    return Finish(any(row[0] == "moved" for row in rows), latches, run_state)
+
+
+def _finish_task_stepwise(values: dict) -> Finish:
+    """finish_task where data-modifying CTEs are missing (SQLite): one step at a time,
+    in one transaction."""
+    from .models import TaskAttempt
+
+    def pick(*keys: str) -> dict:
+        return {key: values[key] for key in keys}
+
+    with transaction.atomic():
+        moved = finish_attempt(
+            values["id"],
+            values["try_number"],
+            values["state"],
+            **pick("next_retry_at", "exit_code", "error", "output"),
+        )
+        if not moved:
+            return Finish(False, [], None)
+        TaskAttempt.objects.create(
+            task_instance_id=values["id"],
+            finished_at=values["now"],
+            **pick("try_number", "state", "worker", "started_at", "stdout", "stderr"),
+            **pick("exit_code", "error"),
+        )
+        latches = release_downstream(
+            values["run_id"],
+            values["downstream"],
+            **pick("succeeded", "failed", "skipped", "queue_ids"),
+        )
+        run_state = count_finished_tasks(values["run_id"], values["final"], values["failing"])
+    return Finish(True, latches, run_state)
+
+
 def release_downstream(
     run_id,
-    task_ids: list[str],
+    task_ids: Sequence[str],
     *,
     succeeded: int = 0,
     failed: int = 0,
     skipped: int = 0,
-    queue_when_ready: bool = False,
+    queue_ids: Collection[str] = (),
 ) -> list[Latch]:
     """Count finished upstream tasks down on each named instance (one UPDATE ... RETURNING).
 
-    With queue_when_ready (for all_success tasks, the common case), an instance whose
-    upstream tasks have now all succeeded also goes pending -> queued in the same
-    statement; such rows come back `queued` with nothing pending.
+    An instance named in `queue_ids` (all_success tasks, the common case) whose upstream
+    tasks have now all succeeded also goes pending -> queued in the same statement; such
+    rows come back `queued` with nothing pending.
     """
+    if not task_ids:
+        return []
     done = succeeded + failed + skipped
     params = [done, succeeded, failed, skipped]
     moving = ""
-    if queue_when_ready:
+    queue_ids = [task_id for task_id in task_ids if task_id in queue_ids]
+    if queue_ids:
         ready = (
-            "state = 'pending' AND pending_upstream = %s"
-            " AND upstream_failed + %s = 0 AND upstream_skipped + %s = 0"
+            f"task_id IN ({_placeholders(queue_ids)}) AND state = 'pending'"
+            " AND pending_upstream = %s AND upstream_failed + %s = 0 AND upstream_skipped + %s = 0"
         )
         moving = (
             f", state = CASE WHEN {ready} THEN %s ELSE state END,"
             f" queued_at = CASE WHEN {ready} THEN %s ELSE queued_at END"
         )
-        condition = [done, failed, skipped]
+        condition = [*queue_ids, done, failed, skipped]
         params += [*condition, TaskState.QUEUED, *condition, _ts(timezone.now())]
     with connection.cursor() as cursor:
         cursor.execute(

@@ -7,6 +7,7 @@ task's own fan-out, never on the size of its run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 
@@ -19,7 +20,7 @@ from runs import states
 from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
 from runs.models import DeadLetter, TaskAttempt
 from runs.services import admit_queued_runs
-from runs.states import Claim, TaskState
+from runs.states import Claim, Latch, TaskState
 
 from .executors import ExecutionResult
 from .retry import retry_delay
@@ -35,44 +36,44 @@ def complete_attempt(
 ) -> str | None:
     """Returns the state the instance moved to, or None if it had been moved already."""
     task = compiled.tasks[claim.task_id]
-    with transaction.atomic():
-        target, retry_in = _next_state(claim, result, task)
-        next_retry_at = timezone.now() + timezone.timedelta(seconds=retry_in) if retry_in else None
-        moved = states.finish_and_record(
-            claim.instance_id,
-            claim.try_number,
+    target, retry_in = _next_state(claim, result, task)
+    # The common case, a success whose downstream tasks are all all_success, is complete
+    # in finish_task's one statement; anything that decides more needs a transaction.
+    simple = target == TaskState.SUCCESS and compiled.queues_all_downstream(claim.task_id)
+    with contextlib.nullcontext() if simple else transaction.atomic():
+        finish = states.finish_task(
+            claim,
             target,
-            attempt={
-                "worker": claim.worker,
-                "started_at": claim.started_at,
-                "stdout": result.stdout,
-                "stderr": result.stderr,
-            },
-            next_retry_at=next_retry_at,
+            downstream=compiled.downstream[claim.task_id],
+            queue_ids=compiled.all_success_tasks,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            next_retry_at=(
+                timezone.now() + timezone.timedelta(seconds=retry_in) if retry_in else None
+            ),
             exit_code=result.exit_code,
             error=result.error,
             output=result.output,
         )
-        if not moved:
-            _record_late_attempt(claim, result)
         log.info(
             "%s/%s try %s: %s %s",
             compiled.dag_id,
             claim.task_id,
             claim.try_number,
-            target if moved else "ended after the instance was moved on; recorded only",
+            target if finish.moved else "ended after the instance was moved on; recorded only",
             result.error,
         )
-        if not moved:
+        if not finish.moved:
+            _record_late_attempt(claim, result)
             return None
         if target == TaskState.UP_FOR_RETRY:
             publish_on_commit(
                 [TaskMessage(claim.instance_id, claim.try_number, task["queue"], retry_in)]
             )
-        else:
-            if target == TaskState.FAILED:
-                _dead_letter(claim, compiled, result)
-            propagate(claim.run_id, compiled, {claim.task_id: target})
+            return target
+        if target == TaskState.FAILED:
+            _dead_letter(claim, compiled, result)
+        _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
 
 
@@ -132,18 +133,32 @@ def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -
 
 
 def propagate(run_id: str, compiled: CompiledDag, finished: dict[str, str]) -> None:
-    """Release the downstream tasks of instances that just became final, transitively.
+    """Release the downstream tasks of instances that became final outside finish_task
+    (the reconciler's repairs), and count them on their run.
 
-    `finished` maps task ids to the final state they reached in this transaction. Tasks
-    that become upstream_failed or skipped are final too, so their downstream tasks are
-    released in the next round.
+    `finished` maps task ids to the final state they reached in this transaction.
     """
-    final_count = len(finished)
-    failing_count = sum(state in TaskState.FAILING for state in finished.values())
+    failing = sum(state in TaskState.FAILING for state in finished.values())
+    latches = _release(run_id, compiled, finished)
+    _carry_on(run_id, compiled, latches, final=len(finished), failing=failing)
+
+
+def _carry_on(
+    run_id: str,
+    compiled: CompiledDag,
+    latches: list[Latch],
+    *,
+    final: int = 0,
+    failing: int = 0,
+    run_state: str | None = None,
+) -> None:
+    """Act on released latches, transitively: publish what was queued, let trigger rules
+    decide the rest, and release in turn the downstream tasks of those that became
+    upstream_failed or skipped. `final` and `failing` are instances already final but not
+    yet counted on the run; `run_state` is set when the run has already ended."""
     ready: list[TaskMessage] = []
-    frontier = finished
-    while frontier:
-        moved = _release(run_id, compiled, frontier)
+    while latches:
+        moved = _decide(compiled, latches)
         ready += [
             TaskMessage(pk, 0, compiled.tasks[task_id]["queue"])
             for pk, task_id in moved.get(TaskState.QUEUED, [])
@@ -153,50 +168,58 @@ def propagate(run_id: str, compiled: CompiledDag, finished: dict[str, str]) -> N
             for state in (TaskState.UPSTREAM_FAILED, TaskState.SKIPPED)
             for _, task_id in moved.get(state, [])
         }
-        final_count += len(frontier)
-        failing_count += len(moved.get(TaskState.UPSTREAM_FAILED, []))
+        final += len(frontier)
+        failing += len(moved.get(TaskState.UPSTREAM_FAILED, []))
+        latches = _release(run_id, compiled, frontier)
     publish_on_commit(ready)
-    if states.count_finished_tasks(run_id, final_count, failing_count):
+    run_state = states.count_finished_tasks(run_id, final, failing) or run_state
+    if run_state:
         transaction.on_commit(lambda: _admit_next_runs(compiled))
 
 
-def _release(
-    run_id: str, compiled: CompiledDag, frontier: dict[str, str]
-) -> dict[str, list[tuple[int, str]]]:
-    """Count the frontier down on its downstream instances; move those that can move."""
+def _release(run_id: str, compiled: CompiledDag, frontier: dict[str, str]) -> list[Latch]:
+    """Count the frontier down on its downstream instances; all_success ones that are
+    ready are queued by the same statement."""
     deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for task_id, state in frontier.items():
         slot = 0 if state == TaskState.SUCCESS else 1 if state in TaskState.FAILING else 2
         for downstream in compiled.downstream[task_id]:
             deltas[downstream][slot] += 1
-    # all_success tasks (most) are queued by the release itself when ready: one statement.
-    groups: dict[tuple[int, int, int, bool], list[str]] = defaultdict(list)
+    groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     for downstream, delta in deltas.items():
-        all_success = compiled.tasks[downstream]["trigger_rule"] == "all_success"
-        groups[(*delta, all_success)].append(downstream)
-    decided: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    queued_now: list[tuple[int, str]] = []
-    for (succeeded, failed, skipped, all_success), task_ids in groups.items():
-        for latch in states.release_downstream(
+        groups[tuple(delta)].append(downstream)
+    latches: list[Latch] = []
+    for (succeeded, failed, skipped), task_ids in groups.items():
+        latches += states.release_downstream(
             run_id,
             task_ids,
             succeeded=succeeded,
             failed=failed,
             skipped=skipped,
-            queue_when_ready=all_success,
-        ):
-            if all_success and latch.state == TaskState.QUEUED and latch.pending == 0:
-                queued_now.append((latch.instance_id, latch.task_id))
-            if latch.state != TaskState.PENDING:
-                continue
-            rule = compiled.tasks[latch.task_id]["trigger_rule"]
-            decision = decide(rule, latch.pending, latch.succeeded, latch.failed, latch.skipped)
-            if decision != Decision.WAIT:
-                decided[decision.value].append((latch.instance_id, latch.task_id))
-    moved: dict[str, list[tuple[int, str]]] = {TaskState.QUEUED: queued_now}
+            queue_ids=compiled.all_success_tasks,
+        )
+    return latches
+
+
+def _decide(compiled: CompiledDag, latches: list[Latch]) -> dict[str, list[tuple[int, str]]]:
+    """Which released instances moved, by target state: those the release queued, and
+    those still pending whose trigger rule decides now."""
+    moved: dict[str, list[tuple[int, str]]] = {TaskState.QUEUED: []}
+    decided: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for latch in latches:
+        member = (latch.instance_id, latch.task_id)
+        queued = latch.state == TaskState.QUEUED and latch.pending == 0
+        if queued and latch.task_id in compiled.all_success_tasks:
+            moved[TaskState.QUEUED].append(member)  # by the release itself
+        if latch.state != TaskState.PENDING:
+            continue
+        rule = compiled.tasks[latch.task_id]["trigger_rule"]
+        decision = decide(rule, latch.pending, latch.succeeded, latch.failed, latch.skipped)
+        if decision != Decision.WAIT:
+            decided[decision.value].append(member)
     for target, members in decided.items():
         ids = set(states.leave_pending([pk for pk, _ in members], target))
-        moved.setdefault(target, []).extend((pk, task_id) for pk, task_id in members if pk in ids)
+        moved.setdefault(target, []).extend(member for member in members if member[0] in ids)
     return moved
 
 
