@@ -1,4 +1,4 @@
-"""The worker side of one attempt: claim it, run it while a heartbeat keeps its lease,
+"""The worker side of one attempt: claim it, run it while its lease is kept (leases.py),
 announce the result.
 
 A database outage is waited out (the claim and the completion are retried until it is
@@ -20,20 +20,17 @@ from typing import TypeVar
 from billiard.process import current_process
 from django.conf import settings
 from django.db import (
-    DatabaseError,
     InterfaceError,
     OperationalError,
     close_old_connections,
-    connection,
 )
-from django.utils import timezone
 
 from dags.compiled import CompiledDag, compiled_version
 from runs import states
 from runs.models import TaskInstance
-from runs.states import TaskState
 
 from .executors import AttemptContext, ExecutionResult, execute
+from .leases import Lease
 from .signals import attempt_finished
 
 log = logging.getLogger(__name__)
@@ -78,10 +75,10 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             run_id=claim.run_id,
             try_number=claim.try_number,
         )
-        with Heartbeat(claim.instance_id, claim.try_number) as heartbeat:
-            context.should_cancel = heartbeat.should_stop
+        with Lease(claim.instance_id, claim.try_number, _shutdown.is_set) as lease:
+            context.should_cancel = lease.should_stop
             result = execute(context)
-        if result.cancelled and heartbeat.reason == Heartbeat.SHUTDOWN:
+        if result.cancelled and lease.reason == Lease.SHUTDOWN:
             result = dataclasses.replace(result, cancelled=False, error=SHUTDOWN_ERROR)
         _announce(claim, result, compiled)
         return result
@@ -169,66 +166,6 @@ def wait_for_database(
         close_old_connections()  # drops the broken connection, so the next call reconnects
 
 
-class Heartbeat:
-    """Renews the attempt's lease from a background thread while the attempt runs.
-
-    Every executor, in-process python callables and HTTP requests included, keeps its
-    lease this way. The renewal is guarded on the attempt still being ours and running;
-    when it matches no row (the run was cancelled, or the reconciler gave the attempt up)
-    `should_stop` turns true and executors that poll it stop their process group. It also
-    turns true when the worker shuts down.
-    """
-
-    MOVED_ON = "moved on"
-    SHUTDOWN = "shutdown"
-
-    def __init__(self, instance_id: int, try_number: int) -> None:
-        self.instance_id = instance_id
-        self.try_number = try_number
-        self.interval = settings.FLOWFORGE_HEARTBEAT_SECS
-        self.reason: str | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{instance_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        # Bounded: a renewal stuck on an unreachable database must not hold the result.
-        self._thread.join(timeout=self.interval + 5)
-
-    def should_stop(self) -> bool:
-        if self.reason is None and _shutdown.is_set():
-            log.warning("worker shutting down: stopping task instance %s", self.instance_id)
-            self.reason = self.SHUTDOWN
-        return self.reason is not None
-
-    def renew(self) -> bool:
-        """Push the lease forward; False when the attempt is no longer ours to run."""
-        close_old_connections()  # drops a connection that broke, so this beat reconnects
-        lease = timezone.now() + timezone.timedelta(seconds=settings.FLOWFORGE_LEASE_SECS)
-        try:
-            return bool(
-                TaskInstance.objects.filter(
-                    id=self.instance_id, try_number=self.try_number, state=TaskState.RUNNING
-                ).update(lease_expires_at=lease)
-            )
-        except DatabaseError:  # the database is away: keep running, try again next beat
-            log.warning("could not renew the lease of task instance %s", self.instance_id)
-            return True
-
-    def _beat(self) -> None:
-        try:
-            while not self._done.wait(self.interval):
-                if not self.renew():
-                    self.reason = self.reason or self.MOVED_ON
-                    return
-        finally:
-            connection.close()  # this thread's own connection
-
-
 # --- Worker shutdown ------------------------------------------------------------------
 # The worker's main process lets running attempts go on for FLOWFORGE_SHUTDOWN_GRACE_SECS
 # after a SIGTERM, then sends SIGTERM to the pool processes still busy (workflows/tasks.py;
@@ -266,7 +203,7 @@ def request_stop() -> None:
 
 def _on_sigterm(signum: int, frame) -> None:
     if _busy.is_set() and not _shutdown.is_set():
-        _shutdown.set()  # Heartbeat.should_stop reports it to the executor
+        _shutdown.set()  # Lease.should_stop reports it to the executor
         return
     # Idle, or told a second time: end the process as billiard would have.
     if callable(_previous_sigterm):

@@ -294,7 +294,7 @@ params: {{seconds: 3}}
     )
     worker.wait_ready()
     # The reconciler looks all along; the attempt, running in the worker's own process,
-    # renews its lease from the heartbeat thread and is never taken for lost.
+    # renews its lease from its lease-keeping thread and is never taken for lost.
     reconcile_until(lambda: DagRun.objects.get(id=run.id).is_finished, 60, "the nap")
     run = wait_for_run(run.id)
     nap_instance = instance(run, "nap")
