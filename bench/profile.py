@@ -4,8 +4,8 @@ Triggers fan-out runs of no-op python tasks (as bench/throughput.py does), start
 `celery worker -c 2`, records it with `py-spy record --subprocesses` while it drains
 them, and writes bench/results/profile.md and .json: the functions that hold the largest
 share of the pool processes' samples (a function counts once per sample when it is
-anywhere on the stack), and the same in ms per task. py-spy is not a dependency:
-`.venv/bin/pip install py-spy` first.
+anywhere on the stack), and the same in ms per task (py-spy is pinned in
+requirements.txt; it needs ptrace, which containers may deny).
 """
 
 from __future__ import annotations
