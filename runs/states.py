@@ -16,6 +16,8 @@ from datetime import datetime
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from .prepared import Statement
+
 
 class RunState(models.TextChoices):
     QUEUED = "queued"
@@ -136,28 +138,32 @@ def _claim_from_row(instance_id: int, row: tuple) -> Claim:
     )
 
 
+_CLAIM = Statement(
+    "claim",
+    "UPDATE runs_taskinstance SET state = 'running', try_number = try_number + 1,"
+    " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
+    " worker = %(worker)s, next_retry_at = NULL"
+    " WHERE id = %(id)s AND state = 'queued' AND try_number = %(try_number)s"
+    " RETURNING run_id, task_id, try_number, max_tries,"
+    " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
+    " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
+)
+
+
 def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
     """queued -> running for the message that carries `try_number`; None if another won."""
     now = timezone.now()
     lease = now + timezone.timedelta(seconds=lease_secs)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_taskinstance SET state = %s, try_number = try_number + 1,"
-            " started_at = %s, finished_at = NULL, lease_expires_at = %s, worker = %s,"
-            " next_retry_at = NULL"
-            " WHERE id = %s AND state = %s AND try_number = %s"
-            " RETURNING run_id, task_id, try_number, max_tries,"
-            " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
-            " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
-            [
-                TaskState.RUNNING,
-                _ts(now),
-                _ts(lease),
-                worker,
-                instance_id,
-                TaskState.QUEUED,
-                try_number,
-            ],
+        _CLAIM.execute(
+            cursor,
+            {
+                "now": _ts(now),
+                "lease": _ts(lease),
+                "worker": worker,
+                "id": instance_id,
+                "try_number": try_number,
+            },
         )
         row = cursor.fetchone()
     if row is None:
@@ -261,7 +267,8 @@ WITH moved AS (
         queued_at = CASE WHEN task_id = ANY(%(queue_ids)s) AND state = 'pending'
             AND pending_upstream = 1 AND upstream_failed + %(failed)s = 0
             AND upstream_skipped + %(skipped)s = 0 THEN %(now)s ELSE queued_at END
-    WHERE run_id = %(run_id)s AND task_id = ANY(%(downstream)s) AND EXISTS (SELECT FROM moved)
+    WHERE run_id = %(run_id)s AND task_id = ANY(%(downstream)s)
+        AND cardinality(%(downstream)s::varchar[]) > 0 AND EXISTS (SELECT FROM moved)
     RETURNING id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed,
         upstream_skipped
 ), counted AS (
@@ -279,6 +286,7 @@ UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeed
     upstream_failed, upstream_skipped FROM released
 UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL FROM counted
 """
+_FINISH = Statement("finish", _FINISH_SQL)
 
 
 def finish_task(
@@ -334,8 +342,8 @@ def finish_task(
     if connection.vendor != "postgresql":
         return _finish_task_stepwise(values)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _FINISH_SQL, {**values, "output": None if output is None else json.dumps(output)}
+        _FINISH.execute(
+            cursor, {**values, "output": None if output is None else json.dumps(output)}
         )
         rows = cursor.fetchall()
     latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
