@@ -58,7 +58,7 @@ def top(counts: Counter, total: int, tasks: int, only=None, limit=25) -> list:
     ]
 
 
-def record(env, runs: int, width: int, raw: Path) -> tuple[int, float]:
+def record(env, runs: int, width: int, raw: Path, idle: bool) -> tuple[int, float]:
     """Drain `runs` fan-outs under py-spy; (task instances, seconds of draining)."""
     from . import workloads
     from .processes import Worker, running
@@ -70,7 +70,8 @@ def record(env, runs: int, width: int, raw: Path) -> tuple[int, float]:
         spy = subprocess.Popen(
             [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
              "--pid", str(worker.process.pid), "--subprocesses", "--format", "raw",
-             "--rate", str(RATE), "--nonblocking", "--output", str(raw)],
+             "--rate", str(RATE), "--nonblocking", "--output", str(raw),
+             *(["--idle"] if idle else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         workloads.wait_runs(run_ids, workloads.timeout_for(runs * width), worker.check_alive)
@@ -86,9 +87,14 @@ def markdown(report: dict) -> str:
         "",
         f"{report['tasks']:,} no-op python tasks ({report['runs']} runs × {report['width']}-task "
         f"fan-out), one `celery worker -c 2`, {report['tasks_per_second']:.1f} tasks/s; "
-        f"{report['samples']:,} samples of the pool processes at {RATE} Hz (py-spy's default "
-        "leaves idle processes out; waiting on PostgreSQL or Redis in a C call counts). "
-        f"ms/task = samples ÷ {RATE} Hz ÷ tasks.",
+        f"{report['samples']:,} samples of the pool processes at {RATE} Hz "
+        + (
+            "(with --idle: wall-clock time, waiting for the next message included). "
+            if report.get("idle")
+            else "(py-spy's default leaves idle processes out; waiting on PostgreSQL or "
+            "Redis in a C call counts). "
+        )
+        + f"ms/task = samples ÷ {RATE} Hz ÷ tasks.",
         "",
     ]
     sections = (
@@ -108,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--width", type=int, default=100)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--idle", action="store_true", help="sample idle time too (wall clock)")
     args = parser.parse_args(argv)
     from .services import bench_environment
 
     with bench_environment() as env:
         _prepare_django(env.workdir / "bench.log")
         raw = env.workdir / "profile.raw"
-        tasks, seconds = record(env, args.runs, args.width, raw)
+        tasks, seconds = record(env, args.runs, args.width, raw, args.idle)
         found = aggregate(raw)
     total = found["samples"]
     report = {
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": tasks,
         "tasks_per_second": tasks / seconds,
         "samples": total,
+        "idle": args.idle,
         "project": top(found["inclusive"], total, tasks, PROJECT_CODE.search),
         "plumbing": top(found["inclusive"], total, tasks, PLUMBING.search),
         "self": top(found["self"], total, tasks),
