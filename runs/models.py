@@ -63,7 +63,11 @@ class DagRun(models.Model):
 
 
 class TaskInstance(models.Model):
-    run = models.ForeignKey(DagRun, on_delete=models.CASCADE, related_name="task_instances")
+    # No index of its own: task_instance_unique (run, task_id) serves lookups by run, and
+    # every index is one more entry written by each of a task's state changes.
+    run = models.ForeignKey(
+        DagRun, on_delete=models.CASCADE, related_name="task_instances", db_index=False
+    )
     task_id = models.CharField(max_length=100)
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.PENDING)
     try_number = models.PositiveIntegerField(default=0)
@@ -88,8 +92,18 @@ class TaskInstance(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "task_id"], name="task_instance_unique"),
         ]
+        # Partial indexes for the reconciler's scans: an instance is in one at most, so a
+        # state change writes fewer index entries than an index on (state, ...) would.
         indexes = [
-            models.Index(fields=["state", "queued_at"], name="ti_state_queued"),
+            models.Index(
+                fields=["queued_at"], condition=models.Q(state="queued"), name="ti_queued"
+            ),
+            models.Index(
+                fields=["lease_expires_at"], condition=models.Q(state="running"), name="ti_lease"
+            ),
+            models.Index(
+                fields=["next_retry_at"], condition=models.Q(state="up_for_retry"), name="ti_retry"
+            ),
             # The reconciler's "released but never moved" repair: without it, a full scan
             # of every pending instance on each pass.
             models.Index(
