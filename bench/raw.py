@@ -10,7 +10,7 @@ from celery import chain, current_app
 
 from flowforge.testing import wait_for
 
-from .raw_tasks import RAW_NOOP, raw_noop
+from .raw_tasks import FLOOR_TABLE, RAW_NOOP, raw_noop
 from .services import BenchEnv
 
 
@@ -25,13 +25,30 @@ def start_chain(env: BenchEnv, key: str, length: int) -> None:
     chain(*links).apply_async()
 
 
-def publish_batch(env: BenchEnv, key: str, count: int) -> None:
-    """`count` independent no-op tasks, published over one connection."""
+def publish_batch(env: BenchEnv, key: str, count: int, task: str = RAW_NOOP) -> None:
+    """`count` independent tasks (no-op by default), published over one connection."""
     queue = env.queue("default")
     app = current_app
     with app.producer_or_acquire() as producer:
         for index in range(count):
-            app.send_task(RAW_NOOP, args=[key, index], queue=queue, producer=producer)
+            app.send_task(task, args=[key, index], queue=queue, producer=producer)
+
+
+def prepare_floor_table(count: int) -> None:
+    """Rows 0..count-1 for bench.raw_two_commits to update, in the bench's database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+        cursor.execute(
+            f"CREATE TABLE {FLOOR_TABLE} (id integer PRIMARY KEY, state varchar(16),"
+            " tries integer NOT NULL DEFAULT 0)"
+        )
+        cursor.execute(
+            f"INSERT INTO {FLOOR_TABLE} (id, state) SELECT n, 'queued'"
+            " FROM generate_series(0, %s) AS n",
+            [count - 1],
+        )
 
 
 def client(env: BenchEnv) -> redis.Redis:

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from . import cpu, pgstats, raw, workloads
 from .context import Context
 from .processes import Worker, running
+from .raw_tasks import RAW_NOOP, RAW_TWO_COMMITS
 from .stats import BenchResult
 
 NAME = "throughput"
 TITLE = "Throughput"
 CONCURRENCY = 2
+# Not FlowForge: the floor of any engine that commits a claim and a finish to PostgreSQL.
+FLOOR_LABEL = "raw Celery task + 2 PostgreSQL commits (floor)"
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,11 @@ def flowforge_rate(ctx: Context, dag, runs: int, concurrency: int) -> Measured:
     return Measured(window.count, window.per_second, cores, activity)
 
 
-def raw_rate(ctx: Context, count: int, concurrency: int) -> Measured:
+def raw_rate(ctx: Context, count: int, concurrency: int, task: str = RAW_NOOP) -> Measured:
     key = raw.new_key("batch")
-    raw.publish_batch(ctx.env, key, count)
+    if task == RAW_TWO_COMMITS:
+        raw.prepare_floor_table(count)
+    raw.publish_batch(ctx.env, key, count, task)
     timeout = workloads.timeout_for(count, per_task=0.05 / concurrency)
 
     def wait(worker: Worker) -> None:
@@ -87,13 +92,20 @@ def run(ctx: Context) -> BenchResult:
         f"a fan-out (a root, then width-1 tasks that depend on it) for widths "
         f"{', '.join(map(str, widths))}; raw Celery as {total:,} independent no-op tasks. "
         f"Enqueued first, then drained by one `celery worker -c {CONCURRENCY}` (2 processes, "
-        "acks_late, prefetch 1); tasks/s = instances / (last finish - first start).",
+        "acks_late, prefetch 1); tasks/s = instances / (last finish - first start). "
+        f"The row '{FLOOR_LABEL}' is not FlowForge: raw Celery tasks that each also commit "
+        "two one-row UPDATEs to PostgreSQL over a kept connection, the least an engine "
+        "that records a claim and a finish per task can do.",
     )
     dags = fan_out_dags(widths)
     cores_seen: dict[str, list] = {}
     for repetition in range(ctx.repeat):
         base = raw_rate(ctx, total, CONCURRENCY)
         cores_seen.setdefault("raw", []).append(base.cores)
+        floor = raw_rate(ctx, total, CONCURRENCY, RAW_TWO_COMMITS)
+        cores_seen.setdefault("raw + 2 commits", []).append(floor.cores)
+        ctx.log(f"throughput #{repetition + 1} raw + 2 commits: {floor}")
+        result.figure(FLOOR_LABEL, "tasks/s", "raw Celery").add(floor.per_second, base.per_second)
         for width in widths:
             runs = max(1, total // width)
             ff = flowforge_rate(ctx, dags[width], runs, CONCURRENCY)
