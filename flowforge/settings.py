@@ -75,7 +75,13 @@ TEMPLATES = [
 def database_config() -> dict:
     url = os.environ.get("DATABASE_URL")
     if url:
-        return dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")))
+        # Web processes keep a connection for a minute rather than open one per request
+        # (a PostgreSQL backend start each); the health check drops one that broke.
+        return dj_database_url.parse(
+            url,
+            conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+            conn_health_checks=True,
+        )
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Several worker processes write at once: IMMEDIATE transactions, a busy timeout and
     # WAL turn "database is locked" errors into short waits (measured, see DESIGN.md).
