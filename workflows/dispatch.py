@@ -38,7 +38,7 @@ def complete_attempt(
     task = compiled.tasks[claim.task_id]
     target, retry_in = _next_state(claim, result, task)
     # The common case, a success whose downstream tasks are all all_success, is complete
-    # in finish_task's one statement; anything that decides more needs a transaction.
+    # in finish_task's one statement, outside any transaction; other outcomes run in one.
     simple = target == TaskState.SUCCESS and compiled.queues_all_downstream(claim.task_id)
     with contextlib.nullcontext() if simple else transaction.atomic():
         finish = states.finish_task(
@@ -73,7 +73,13 @@ def complete_attempt(
             return target
         if target == TaskState.FAILED:
             _dead_letter(claim, compiled, result)
-        _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+        # What trigger rules decide now commits as one (after a plain success, that is an
+        # all_success task whose upstream tasks are done but not all succeeded).
+        undecided = any(
+            latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches
+        )
+        with transaction.atomic(savepoint=False) if undecided else contextlib.nullcontext():
+            _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
 
 
