@@ -2,8 +2,8 @@
 counted in-process (bench/inprocess.py) around each attempt and around each trigger.
 
 Django's CaptureQueriesContext logs BEGIN, COMMIT and savepoints as well as SQL
-statements; both counts are reported. Rows written are the rowcounts of INSERT, UPDATE
-and DELETE statements, read by a connection.execute_wrapper.
+statements; both counts are reported. Rows written are PostgreSQL's own counts of rows
+inserted, updated and deleted in each table (pg_stat_user_tables), read before and after.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from runs.services import trigger_run
 
-from . import inprocess, workloads
+from . import inprocess, pgstats, workloads
 from .context import Context
 from .stats import BenchResult
 
@@ -27,7 +27,6 @@ NAME = "db_work"
 TITLE = "Database work per task instance"
 TARGET_ROUND_TRIPS = 6  # issue 5: at most 6 database round trips per successful task
 TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE SAVEPOINT)\b", re.I)
-WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.I)
 
 
 def kind(sql: str) -> str:
@@ -44,23 +43,20 @@ class Tally:
     statements: Counter = field(default_factory=Counter)  # kind -> count
     rows_written: Counter = field(default_factory=Counter)  # table -> rows
 
-    def _count_rows(self, execute, sql, params, many, context):
-        outcome = execute(sql, params, many, context)
-        if match := WRITE.match(sql):
-            self.rows_written[match.group(2)] += max(context["cursor"].rowcount, 0)
-        return outcome
-
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
         # The log keeps the last 9,000 queries; once full, CaptureQueriesContext (which
         # slices it by length) would see none, so each count starts from an empty log.
         connection.queries_log.clear()
-        with (
-            CaptureQueriesContext(connection) as captured,
-            connection.execute_wrapper(self._count_rows),
-        ):
+        with CaptureQueriesContext(connection) as captured:
             yield
         self.statements.update(kind(query["sql"]) for query in captured.captured_queries)
+
+    @contextlib.contextmanager
+    def counting_rows(self) -> Iterator[None]:
+        before = pgstats.rows_written()
+        yield
+        self.rows_written.update(pgstats.rows_written() - before)
 
     def per(self, count: int) -> dict:
         control = sum(n for k, n in self.statements.items() if TRANSACTION_CONTROL.match(k))
@@ -78,9 +74,10 @@ def count_run(width: int, queue: str) -> tuple[dict, dict]:
     """(per task instance, per trigger) database work of one fan-out run."""
     dag = workloads.submit(workloads.fan_out_spec(f"bench-db-{width}", width, queue))
     trigger, tasks = Tally(), Tally()
-    with trigger.counting():
+    with trigger.counting_rows(), trigger.counting():
         run_id = str(trigger_run(dag, triggered_by="bench").id)
-    executed = inprocess.play_worker([run_id], tasks.counting)
+    with tasks.counting_rows():
+        executed = inprocess.play_worker([run_id], tasks.counting)
     if workloads.failed_runs([run_id]):
         raise RuntimeError(f"db_work run {run_id} did not succeed")
     return tasks.per(executed), trigger.per(width)
