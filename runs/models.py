@@ -1,6 +1,6 @@
 """Execution state: runs, their task instances, each attempt, and dead letters.
 
-Rows change state only through runs/states.py, where every transition is a guarded UPDATE.
+Rows change state only through runs/states/, where every transition is a guarded UPDATE.
 """
 
 import uuid

@@ -3,7 +3,7 @@ workers left undone (DESIGN.md, engine step 5).
 
 One pass at a time: a PostgreSQL advisory lock (a second pass that finds it taken skips),
 or on SQLite one IMMEDIATE transaction, which holds the database's write lock for the
-whole pass. Every repair is a guarded transition in runs/states.py, so a repair that races
+whole pass. Every repair is a guarded transition in runs/states/, so a repair that races
 a worker happens once or not at all; each is counted and logged. When nothing is wrong a
 pass is a handful of indexed queries, whatever the number of runs and tasks.
 """

@@ -1,9 +1,5 @@
-"""The state machine of runs and task instances (CONTRACT section 2).
-
-Every transition is one guarded UPDATE: it names the states it may leave, and a row that
-is in any other state is left alone (the caller learns it lost the race). Nothing else in
-the project writes `state` columns.
-"""
+"""Task-instance transitions: claim, finish (with the release of downstream latches),
+leave pending, retry, clear."""
 
 from __future__ import annotations
 
@@ -13,97 +9,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from .prepared import Statement
-
-
-class RunState(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-RunState.FINAL = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
-
-
-class TaskState(models.TextChoices):
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    UP_FOR_RETRY = "up_for_retry"
-    FAILED = "failed"
-    UPSTREAM_FAILED = "upstream_failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-TaskState.FINAL = frozenset(
-    {
-        TaskState.SUCCESS,
-        TaskState.FAILED,
-        TaskState.UPSTREAM_FAILED,
-        TaskState.SKIPPED,
-        TaskState.CANCELLED,
-    }
-)
-# Final states that make a run `failed`.
-TaskState.FAILING = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
-
-TASK_TRANSITIONS: dict[str, frozenset[str]] = {
-    TaskState.PENDING: frozenset(
-        {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
-    ),
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
-    TaskState.RUNNING: frozenset(
-        {TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED, TaskState.CANCELLED}
-    ),
-    TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
-    # Clearing a finished task (retry from the API or the dead-letter queue) makes it
-    # wait on its upstream tasks again.
-    TaskState.FAILED: frozenset({TaskState.PENDING}),
-    TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING}),
-    TaskState.SKIPPED: frozenset({TaskState.PENDING}),
-    TaskState.CANCELLED: frozenset({TaskState.PENDING}),
-}
-
-RUN_TRANSITIONS: dict[str, frozenset[str]] = {
-    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
-    RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}),
-    RunState.FAILED: frozenset({RunState.RUNNING}),  # a failed task was cleared to retry
-    RunState.CANCELLED: frozenset({RunState.RUNNING}),
-}
-
-
-class TransitionRefused(ValueError):
-    """A transition the state machine does not allow was asked for."""
-
-
-def check_task_transition(source: str, target: str) -> None:
-    if target not in TASK_TRANSITIONS.get(source, ()):
-        raise TransitionRefused(f"task instance cannot go from {source} to {target}")
-
-
-def _ts(value: datetime | None):
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _run_key(run_id) -> str:
-    from .models import DagRun
-
-    return DagRun._meta.pk.get_db_prep_value(uuid.UUID(str(run_id)), connection)
-
-
-def _placeholders(items) -> str:
-    return ", ".join(["%s"] * len(items))
-
-
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value
+from ..prepared import Statement
+from .dag_runs import count_finished_tasks
+from .machine import TaskState, check_task_transition
+from .sql import load_json, placeholders, run_key, ts
 
 
 @dataclass(frozen=True)
@@ -121,7 +33,7 @@ class Claim:
     started_at: datetime
 
 
-def _claim_from_row(instance_id: int, row: tuple) -> Claim:
+def claim_from_row(instance_id: int, row: tuple) -> Claim:
     """A Claim from (run_id, task_id, try_number, max_tries, version_id, params, worker,
     started_at), as the claim's RETURNING gives them."""
     run_id, task_id, tries, max_tries, version_id, params, worker, started_at = row
@@ -132,7 +44,7 @@ def _claim_from_row(instance_id: int, row: tuple) -> Claim:
         tries,
         max_tries,
         version_id,
-        _json(params) or {},
+        load_json(params) or {},
         worker,
         started_at,
     )
@@ -158,8 +70,8 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
         _CLAIM.execute(
             cursor,
             {
-                "now": _ts(now),
-                "lease": _ts(lease),
+                "now": ts(now),
+                "lease": ts(lease),
                 "worker": worker,
                 "id": instance_id,
                 "try_number": try_number,
@@ -168,12 +80,12 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
         row = cursor.fetchone()
     if row is None:
         return None
-    return _claim_from_row(instance_id, (*row, worker, now))
+    return claim_from_row(instance_id, (*row, worker, now))
 
 
 def queue_retry(instance_id: int, try_number: int) -> bool:
     """up_for_retry -> queued, once its backoff has passed."""
-    from .models import TaskInstance
+    from ..models import TaskInstance
 
     return bool(
         TaskInstance.objects.filter(
@@ -189,7 +101,7 @@ def finish_attempt(
     instance_id: int, try_number: int, target: str, *, next_retry_at=None, **fields
 ) -> bool:
     """running -> success | up_for_retry | failed, for the attempt that holds the claim."""
-    from .models import TaskInstance
+    from ..models import TaskInstance
 
     check_task_transition(TaskState.RUNNING, target)
     now = timezone.now()
@@ -354,7 +266,7 @@ def finish_task(
 def _finish_task_stepwise(values: dict) -> Finish:
     """finish_task where data-modifying CTEs are missing (SQLite): one step at a time,
     in one transaction."""
-    from .models import TaskAttempt
+    from ..models import TaskAttempt
 
     def pick(*keys: str) -> dict:
         return {key: values[key] for key in keys}
@@ -406,7 +318,7 @@ def release_downstream(
     queue_ids = [task_id for task_id in task_ids if task_id in queue_ids]
     if queue_ids:
         ready = (
-            f"task_id IN ({_placeholders(queue_ids)}) AND state = 'pending'"
+            f"task_id IN ({placeholders(queue_ids)}) AND state = 'pending'"
             " AND pending_upstream = %s AND upstream_failed + %s = 0 AND upstream_skipped + %s = 0"
         )
         moving = (
@@ -414,17 +326,17 @@ def release_downstream(
             f" queued_at = CASE WHEN {ready} THEN %s ELSE queued_at END"
         )
         condition = [*queue_ids, done, failed, skipped]
-        params += [*condition, TaskState.QUEUED, *condition, _ts(timezone.now())]
+        params += [*condition, TaskState.QUEUED, *condition, ts(timezone.now())]
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE runs_taskinstance SET pending_upstream = pending_upstream - %s,"
             " upstream_succeeded = upstream_succeeded + %s,"
             " upstream_failed = upstream_failed + %s,"
             f" upstream_skipped = upstream_skipped + %s{moving}"
-            f" WHERE run_id = %s AND task_id IN ({_placeholders(task_ids)})"
+            f" WHERE run_id = %s AND task_id IN ({placeholders(task_ids)})"
             " RETURNING id, task_id, state, pending_upstream, upstream_succeeded,"
             " upstream_failed, upstream_skipped",
-            [*params, _run_key(run_id), *task_ids],
+            [*params, run_key(run_id), *task_ids],
         )
         return [Latch(*row) for row in cursor.fetchall()]
 
@@ -434,12 +346,12 @@ def leave_pending(instance_ids: list[int], target: str) -> list[int]:
     check_task_transition(TaskState.PENDING, target)
     if not instance_ids:
         return []
-    now = _ts(timezone.now())
+    now = ts(timezone.now())
     final = target in TaskState.FINAL
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE runs_taskinstance SET state = %s, queued_at = %s, finished_at = %s"
-            f" WHERE state = %s AND id IN ({_placeholders(instance_ids)}) RETURNING id",
+            f" WHERE state = %s AND id IN ({placeholders(instance_ids)}) RETURNING id",
             [
                 target,
                 None if final else now,
@@ -451,82 +363,13 @@ def leave_pending(instance_ids: list[int], target: str) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
-    """Count final task instances down on the run; the last one sets its final state.
-
-    Returns the run's new final state when this call finished it, else None.
-    """
-    if not finished:
-        return None
-    now = _ts(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished - %s,"
-            " tasks_failed = tasks_failed + %s,"
-            " state = CASE WHEN tasks_unfinished - %s > 0 THEN state"
-            "   WHEN tasks_failed + %s > 0 THEN %s ELSE %s END,"
-            " finished_at = CASE WHEN tasks_unfinished - %s > 0 THEN finished_at ELSE %s END"
-            " WHERE id = %s AND state = %s RETURNING state, tasks_unfinished",
-            [
-                finished,
-                failing,
-                finished,
-                failing,
-                RunState.FAILED,
-                RunState.SUCCESS,
-                finished,
-                now,
-                _run_key(run_id),
-                RunState.RUNNING,
-            ],
-        )
-        row = cursor.fetchone()
-    if row and row[1] == 0:
-        return row[0]
-    return None
-
-
-def start_run(run_id) -> bool:
-    """queued -> running, when the run's first tasks are dispatched."""
-    from .models import DagRun
-
-    return bool(
-        DagRun.objects.filter(id=run_id, state=RunState.QUEUED).update(
-            state=RunState.RUNNING, started_at=timezone.now()
-        )
-    )
-
-
-# Instances a cancel stops: everything not yet final.
-CANCELLABLE = (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY)
-
-
-def cancel_run(run_id) -> bool:
-    """queued | running -> cancelled, with every unfinished task instance.
-
-    Running attempts notice at their next heartbeat (their lease renewal matches no
-    row) and stop their process group; their attempt is then recorded as cancelled.
-    """
-    from .models import DagRun, TaskInstance
-
-    now = timezone.now()
-    if not DagRun.objects.filter(id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]).update(
-        state=RunState.CANCELLED, finished_at=now
-    ):
-        return False
-    TaskInstance.objects.filter(run_id=run_id, state__in=CANCELLABLE).update(
-        state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None, next_retry_at=None
-    )
-    return True
-
-
 def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict) -> bool:
     """failed | upstream_failed | skipped | cancelled -> pending, to run again.
 
     `latch` holds the recomputed pending_upstream and upstream_* counts; the attempt
     count goes on from where it was, with a fresh retry budget in `max_tries`.
     """
-    from .models import TaskInstance
+    from ..models import TaskInstance
 
     check_task_transition(source, TaskState.PENDING)
     return bool(
@@ -543,133 +386,3 @@ def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict
             **latch,
         )
     )
-
-
-def reopen_run(run_id, cleared: int, cleared_failing: int) -> bool:
-    """A finished run whose tasks were cleared to run again -> running."""
-    from .models import DagRun
-
-    return bool(
-        DagRun.objects.filter(id=run_id)
-        .exclude(state=RunState.QUEUED)
-        .update(
-            state=RunState.RUNNING,
-            finished_at=None,
-            tasks_unfinished=models.F("tasks_unfinished") + cleared,
-            tasks_failed=models.F("tasks_failed") - cleared_failing,
-        )
-    )
-
-
-# --- Repairs made by the reconciler (workflows/reconciler.py) --------------------------
-# Each finds work that a crash, a lost message or a dead worker left undone; each is
-# guarded so that a repair racing a worker (or a second reconciler) happens once or not.
-
-
-def take_expired_lease(instance_id: int, now: datetime) -> Claim | None:
-    """Take over a running attempt whose lease expired: its worker stopped renewing it.
-
-    Clears the lease only while it is still expired, so a worker that renewed it in the
-    meantime keeps its attempt. Call it inside the transaction that then completes the
-    attempt: the row stays locked until that commits, and the worker's next renewal
-    finds the instance moved on.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_taskinstance SET lease_expires_at = NULL"
-            " WHERE id = %s AND state = %s AND lease_expires_at < %s"
-            " RETURNING run_id, task_id, try_number, max_tries,"
-            " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
-            " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
-            " worker, started_at",
-            [instance_id, TaskState.RUNNING, _ts(now)],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return _claim_from_row(instance_id, (*row[:-1], _read_datetime(row[-1])))
-
-
-def _read_datetime(value):
-    # Raw SQL gives aware datetimes on PostgreSQL, naive ones in UTC (or text) on SQLite.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, connection.timezone)
-    return value
-
-
-@dataclass(frozen=True)
-class Republish:
-    """A queued instance whose message must be sent again."""
-
-    instance_id: int
-    try_number: int
-    task_id: str
-    dag_version_id: int
-
-
-def _republish(sql: str, params: list) -> list[Republish]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql + " RETURNING id, try_number, task_id,"
-            " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
-            params,
-        )
-        return [Republish(*row) for row in cursor.fetchall()]
-
-
-def requeue_stale_queued(instance_ids: list[int], stale_before: datetime) -> list[Republish]:
-    """Stamp queued instances whose message is older than `stale_before` as queued now.
-
-    The caller republishes what this returns; the new stamp keeps the next pass from
-    republishing them again before another full interval has passed.
-    """
-    if not instance_ids:
-        return []
-    return _republish(
-        "UPDATE runs_taskinstance SET queued_at = %s"
-        f" WHERE id IN ({_placeholders(instance_ids)}) AND state = %s"
-        " AND (queued_at IS NULL OR queued_at < %s)",
-        [_ts(timezone.now()), *instance_ids, TaskState.QUEUED, _ts(stale_before)],
-    )
-
-
-def requeue_overdue_retries(instance_ids: list[int], due_before: datetime) -> list[Republish]:
-    """up_for_retry -> queued for retries due before `due_before` whose message never came."""
-    check_task_transition(TaskState.UP_FOR_RETRY, TaskState.QUEUED)
-    if not instance_ids:
-        return []
-    return _republish(
-        "UPDATE runs_taskinstance SET state = %s, queued_at = %s"
-        f" WHERE id IN ({_placeholders(instance_ids)}) AND state = %s AND next_retry_at < %s",
-        [
-            TaskState.QUEUED,
-            _ts(timezone.now()),
-            *instance_ids,
-            TaskState.UP_FOR_RETRY,
-            _ts(due_before),
-        ],
-    )
-
-
-def finish_drained_run(run_id) -> str | None:
-    """running -> success | failed for a run whose countdown of unfinished tasks is 0.
-
-    Returns the final state, or None when the run was not running or still has tasks.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_dagrun SET state = CASE WHEN tasks_failed > 0 THEN %s ELSE %s END,"
-            " finished_at = %s WHERE id = %s AND state = %s AND tasks_unfinished = 0"
-            " RETURNING state",
-            [
-                RunState.FAILED,
-                RunState.SUCCESS,
-                _ts(timezone.now()),
-                _run_key(run_id),
-                RunState.RUNNING,
-            ],
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
