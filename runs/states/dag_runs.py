@@ -8,6 +8,17 @@ from django.utils import timezone
 from .machine import RunState, TaskState
 from .sql import run_key, ts
 
+# The run's countdown, here and in the finish statement (instances.py): `final` more
+# instances are final, `failing` of them failed; the last one sets the run's final state.
+COUNTDOWN_SET = (
+    "tasks_unfinished = tasks_unfinished - %(final)s,"
+    " tasks_failed = tasks_failed + %(failing)s,"
+    " state = CASE WHEN tasks_unfinished - %(final)s > 0 THEN state"
+    "   WHEN tasks_failed + %(failing)s > 0 THEN 'failed' ELSE 'success' END,"
+    " finished_at = CASE WHEN tasks_unfinished - %(final)s > 0 THEN finished_at"
+    "   ELSE %(now)s END"
+)
+
 
 def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
     """Count final task instances down on the run; the last one sets its final state.
@@ -16,27 +27,16 @@ def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
     """
     if not finished:
         return None
-    now = ts(timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished - %s,"
-            " tasks_failed = tasks_failed + %s,"
-            " state = CASE WHEN tasks_unfinished - %s > 0 THEN state"
-            "   WHEN tasks_failed + %s > 0 THEN %s ELSE %s END,"
-            " finished_at = CASE WHEN tasks_unfinished - %s > 0 THEN finished_at ELSE %s END"
-            " WHERE id = %s AND state = %s RETURNING state, tasks_unfinished",
-            [
-                finished,
-                failing,
-                finished,
-                failing,
-                RunState.FAILED,
-                RunState.SUCCESS,
-                finished,
-                now,
-                run_key(run_id),
-                RunState.RUNNING,
-            ],
+            f"UPDATE runs_dagrun SET {COUNTDOWN_SET}"
+            " WHERE id = %(run_id)s AND state = 'running' RETURNING state, tasks_unfinished",
+            {
+                "final": finished,
+                "failing": failing,
+                "now": ts(timezone.now()),
+                "run_id": run_key(run_id),
+            },
         )
         row = cursor.fetchone()
     if row and row[1] == 0:

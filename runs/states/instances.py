@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..prepared import Statement
-from .dag_runs import count_finished_tasks
+from .dag_runs import COUNTDOWN_SET, count_finished_tasks
 from .machine import TaskState, check_task_transition
 from .sql import load_json, placeholders, run_key, ts
 
@@ -152,10 +152,39 @@ def _release_counts(target: str) -> tuple[int, int, int]:
     return 0, 0, 1
 
 
+LATCH_COLUMNS = (
+    "id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed, upstream_skipped"
+)
+
+
+def _release_set(queued: str) -> str:
+    """The SET of a latch release, here and in the finish statement: `done` more upstream
+    tasks are final (`succeeded`, `failed`, `skipped`); a row matching the SQL condition
+    `queued` (an all_success task) goes pending -> queued once all of them succeeded."""
+    ready = (
+        f"{queued} AND state = 'pending' AND pending_upstream = %(done)s"
+        " AND upstream_failed + %(failed)s = 0 AND upstream_skipped + %(skipped)s = 0"
+    )
+    return (
+        "pending_upstream = pending_upstream - %(done)s,"
+        " upstream_succeeded = upstream_succeeded + %(succeeded)s,"
+        " upstream_failed = upstream_failed + %(failed)s,"
+        " upstream_skipped = upstream_skipped + %(skipped)s,"
+        f" state = CASE WHEN {ready} THEN 'queued' ELSE state END,"
+        f" queued_at = CASE WHEN {ready} THEN %(now)s ELSE queued_at END"
+    )
+
+
+def _named(prefix: str, items: Sequence) -> tuple[str, dict]:
+    """`(%(p0)s, %(p1)s, ...)` and its parameters: a list for SQL IN, on any backend."""
+    names = {f"{prefix}{n}": item for n, item in enumerate(items)}
+    return "(" + ", ".join(f"%({name})s" for name in names) + ")", names
+
+
 # One statement on PostgreSQL, so no transaction is needed around it: the guarded move,
 # the attempt's row, the release of the downstream latches (queueing those ready) and the
 # run's countdown all happen, or, when the move loses its race, none of them.
-_FINISH_SQL = """
+_FINISH_SQL = f"""
 WITH moved AS (
     UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
         lease_expires_at = NULL, next_retry_at = %(next_retry_at)s, queued_at = %(queued_at)s,
@@ -169,27 +198,12 @@ WITH moved AS (
         %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
     FROM moved
 ), released AS (
-    UPDATE runs_taskinstance SET pending_upstream = pending_upstream - 1,
-        upstream_succeeded = upstream_succeeded + %(succeeded)s,
-        upstream_failed = upstream_failed + %(failed)s,
-        upstream_skipped = upstream_skipped + %(skipped)s,
-        state = CASE WHEN task_id = ANY(%(queue_ids)s) AND state = 'pending'
-            AND pending_upstream = 1 AND upstream_failed + %(failed)s = 0
-            AND upstream_skipped + %(skipped)s = 0 THEN 'queued' ELSE state END,
-        queued_at = CASE WHEN task_id = ANY(%(queue_ids)s) AND state = 'pending'
-            AND pending_upstream = 1 AND upstream_failed + %(failed)s = 0
-            AND upstream_skipped + %(skipped)s = 0 THEN %(now)s ELSE queued_at END
+    UPDATE runs_taskinstance SET {_release_set("task_id = ANY(%(queue_ids)s)")}
     WHERE run_id = %(run_id)s AND task_id = ANY(%(downstream)s)
         AND cardinality(%(downstream)s::varchar[]) > 0 AND EXISTS (SELECT FROM moved)
-    RETURNING id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed,
-        upstream_skipped
+    RETURNING {LATCH_COLUMNS}
 ), counted AS (
-    UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished - %(final)s,
-        tasks_failed = tasks_failed + %(failing)s,
-        state = CASE WHEN tasks_unfinished - %(final)s > 0 THEN state
-            WHEN tasks_failed + %(failing)s > 0 THEN 'failed' ELSE 'success' END,
-        finished_at = CASE WHEN tasks_unfinished - %(final)s > 0 THEN finished_at
-            ELSE %(now)s END
+    UPDATE runs_dagrun SET {COUNTDOWN_SET}
     WHERE id = %(run_id)s AND state = 'running' AND %(final)s > 0 AND EXISTS (SELECT FROM moved)
     RETURNING state, tasks_unfinished
 )
@@ -241,6 +255,7 @@ def finish_task(
         "run_id": uuid.UUID(claim.run_id),
         "downstream": list(downstream) if final else [],
         "queue_ids": [task_id for task_id in downstream if task_id in queue_ids],
+        "done": 1,
         "succeeded": succeeded,
         "failed": failed,
         "skipped": skipped,
@@ -312,31 +327,22 @@ def release_downstream(
     """
     if not task_ids:
         return []
-    done = succeeded + failed + skipped
-    params = [done, succeeded, failed, skipped]
-    moving = ""
-    queue_ids = [task_id for task_id in task_ids if task_id in queue_ids]
-    if queue_ids:
-        ready = (
-            f"task_id IN ({placeholders(queue_ids)}) AND state = 'pending'"
-            " AND pending_upstream = %s AND upstream_failed + %s = 0 AND upstream_skipped + %s = 0"
-        )
-        moving = (
-            f", state = CASE WHEN {ready} THEN %s ELSE state END,"
-            f" queued_at = CASE WHEN {ready} THEN %s ELSE queued_at END"
-        )
-        condition = [*queue_ids, done, failed, skipped]
-        params += [*condition, TaskState.QUEUED, *condition, ts(timezone.now())]
+    downstream, params = _named("t", task_ids)
+    queued = [task_id for task_id in task_ids if task_id in queue_ids]
+    in_queued, queued_params = _named("q", queued)
+    params |= queued_params | {
+        "done": succeeded + failed + skipped,
+        "succeeded": succeeded,
+        "failed": failed,
+        "skipped": skipped,
+        "now": ts(timezone.now()),
+        "run_id": run_key(run_id),
+    }
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE runs_taskinstance SET pending_upstream = pending_upstream - %s,"
-            " upstream_succeeded = upstream_succeeded + %s,"
-            " upstream_failed = upstream_failed + %s,"
-            f" upstream_skipped = upstream_skipped + %s{moving}"
-            f" WHERE run_id = %s AND task_id IN ({placeholders(task_ids)})"
-            " RETURNING id, task_id, state, pending_upstream, upstream_succeeded,"
-            " upstream_failed, upstream_skipped",
-            [*params, run_key(run_id), *task_ids],
+            f"UPDATE runs_taskinstance SET {_release_set(f'task_id IN {in_queued}' if queued else '1 = 0')}"
+            f" WHERE run_id = %(run_id)s AND task_id IN {downstream} RETURNING {LATCH_COLUMNS}",
+            params,
         )
         return [Latch(*row) for row in cursor.fetchall()]
 
