@@ -16,6 +16,11 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from workflows.executors.process import group_alive as process_group_alive
+from workflows.executors.process import process_table
+
+__all__ = ["process_group_alive"]
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,26 +157,10 @@ class WorkerProcess:
         self.process.wait(10)
 
 
-def _proc_stats() -> list[tuple[int, str, int, int]]:
-    """(pid, state, parent pid, process group) of every process, read from /proc (Linux)."""
-    stats = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:  # exited while we looked
-            continue
-        # The fields after the command name, which is in parentheses and may hold spaces.
-        state, parent, group = text.rsplit(")", 1)[1].split()[:3]
-        stats.append((int(entry.name), state, int(parent), int(group)))
-    return stats
-
-
 def descendant_pids(root: int) -> list[int]:
     """Every process below `root`."""
     children: dict[int, list[int]] = {}
-    for pid, _state, parent, _group in _proc_stats():
+    for pid, _state, parent, _group in process_table() or []:
         children.setdefault(parent, []).append(pid)
     found, stack = [], [root]
     while stack:
@@ -186,12 +175,6 @@ def _process_group(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
-
-
-def process_group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: they are dead,
-    waiting for a parent (or, once orphaned, init) to collect their exit status."""
-    return any(group == pgid and state not in "ZX" for _pid, state, _p, group in _proc_stats())
 
 
 def reconcile_until(condition: Callable[[], T], timeout: float = 60, message: str = "it") -> T:

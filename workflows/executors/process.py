@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
 
@@ -76,6 +77,42 @@ class ProcessOutcome:
     stderr: str
     timed_out: bool = False
     cancelled: bool = False
+
+
+def process_table() -> list[tuple[int, str, int, int]] | None:
+    """(pid, state, parent pid, process group) of every process, from /proc; None where
+    there is no /proc (not Linux)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    rows = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        # The fields after the command name, which is in parentheses and may hold spaces.
+        state, parent, group = text.rsplit(")", 1)[1].split()[:3]
+        rows.append((int(entry.name), state, int(parent), int(group)))
+    return rows
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: they are dead.
+    One orphaned by the group's leader waits for init to collect it, which can take
+    seconds, and signalling the group would count it as alive all that time."""
+    table = process_table()
+    if table is not None:
+        return any(group == pgid and state not in "ZX" for _pid, state, _p, group in table)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member that changed uid still exists
+        pass
+    return True
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -156,13 +193,7 @@ class _GroupSupervisor:
         return stdout_tail, stderr_tail
 
     def _group_exists(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # a member that changed uid still exists
-            pass
-        return True
+        return group_alive(self.proc.pid)
 
     def _stop_watching_leader(self) -> None:
         # Once the leader has exited its pidfd stays readable and would turn select into a spin.
