@@ -13,6 +13,9 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+# The longest a worker's wait for messages lasts before it looks at its stop flag.
+DRAIN_SECS = 0.2
+
 
 class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
@@ -26,6 +29,14 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection, timeout=None):
+        # Celery's blocking loop (used with this transport) waits up to 2 s here and
+        # only then looks whether the worker was told to stop: a Ctrl-C waited that long
+        # for nothing. Polling is what this transport does anyway, so return sooner.
+        if timeout is None or timeout > DRAIN_SECS:
+            timeout = DRAIN_SECS
+        return super().drain_events(connection, timeout=timeout)
 
 
 def install() -> None:
