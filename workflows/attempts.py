@@ -2,22 +2,17 @@
 announce the result.
 
 A database outage is waited out (the claim and the completion are retried until it is
-back), and a worker that shuts down stops its running attempt cleanly, so that the task's
-retry policy, not a lease expiry minutes later, decides what happens next.
+back). An attempt that a worker's shutdown stops is handed back to the queue with its try
+(workflows/shutdown.py): a shutdown is not the task's failure.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from billiard.process import current_process
 from django.conf import settings
 from django.db import (
     InterfaceError,
@@ -27,9 +22,12 @@ from django.db import (
 
 from dags.compiled import CompiledDag, compiled_version
 from runs import states
+from runs.messages import TaskMessage, publish_now
 from runs.models import TaskInstance
 
+from . import shutdown
 from .executors import AttemptContext, ExecutionResult, execute
+from .executors.python import stop_running_callable
 from .leases import Lease
 from .signals import attempt_finished
 
@@ -38,11 +36,6 @@ T = TypeVar("T")
 
 # Errors that mean "the database is not reachable right now", as opposed to a bad query.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
-SHUTDOWN_ERROR = "worker shut down: the attempt was stopped after the shutdown grace period"
-
-# Set in a pool process when its worker asks running attempts to stop (see below).
-_shutdown = threading.Event()
-_busy = threading.Event()
 
 
 def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResult | None:
@@ -53,10 +46,7 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
     so the caller can send the message again; an attempt claimed by then is left to its
     lease, and so to the reconciler.
     """
-    if _in_pool_process():
-        _shutdown.clear()  # a pool process runs one attempt at a time: the flag was its own
-    _busy.set()
-    try:
+    with shutdown.attempt_running():
         claim = wait_for_database(_claim, instance_id, try_number, worker, give_up_on_shutdown=True)
         if claim is None:
             log.info(
@@ -75,15 +65,17 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             run_id=claim.run_id,
             try_number=claim.try_number,
         )
-        with Lease(claim.instance_id, claim.try_number, _shutdown.is_set) as lease:
+        lease = Lease(
+            claim.instance_id, claim.try_number, shutdown.grace_over, stop_running_callable
+        )
+        with lease:
             context.should_cancel = lease.should_stop
             result = execute(context)
-        if result.cancelled and lease.reason == Lease.SHUTDOWN:
-            result = dataclasses.replace(result, cancelled=False, error=SHUTDOWN_ERROR)
-        _announce(claim, result, compiled)
+        if result.cancelled and lease.stop_reason() == Lease.SHUTDOWN:
+            _hand_back(claim, compiled)
+        else:
+            _announce(claim, result, compiled)
         return result
-    finally:
-        _busy.clear()
 
 
 def _claim(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
@@ -144,6 +136,27 @@ def _announce(claim: states.Claim, result: ExecutionResult, compiled: CompiledDa
         )
 
 
+def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
+    """The worker is shutting down and stopped this attempt: give the try back and send
+    the message again, so the next worker runs the same try (CONTRACT section 5). Should
+    that fail, the lease expires and the reconciler records the try as lost."""
+    task = compiled.tasks[claim.task_id]
+    try:
+        handed_back = wait_for_database(states.hand_back, claim)
+    except DATABASE_UNAVAILABLE:
+        log.exception("could not hand %s/%s back", compiled.dag_id, claim.task_id)
+        return
+    if not handed_back:  # cancelled or given up meanwhile: nothing of it is left to run
+        return
+    publish_now([TaskMessage(claim.instance_id, claim.try_number - 1, task["queue"])])
+    log.warning(
+        "worker shutting down: %s/%s try %s stopped and handed back; the next worker starts it",
+        compiled.dag_id,
+        claim.task_id,
+        claim.try_number,
+    )
+
+
 def wait_for_database(
     function: Callable[..., T], *args, give_up_on_shutdown: bool = False, **kwargs
 ) -> T:
@@ -158,56 +171,11 @@ def wait_for_database(
         try:
             return function(*args, **kwargs)
         except DATABASE_UNAVAILABLE as exc:
-            if (give_up_on_shutdown and _shutdown.is_set()) or time.monotonic() + delay > deadline:
+            if (
+                give_up_on_shutdown and shutdown.grace_over()
+            ) or time.monotonic() + delay > deadline:
                 raise
             log.warning("database unavailable (%s); retrying in %g s", exc, delay)
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
         close_old_connections()  # drops the broken connection, so the next call reconnects
-
-
-# --- Worker shutdown ------------------------------------------------------------------
-# The worker's main process lets running attempts go on for FLOWFORGE_SHUTDOWN_GRACE_SECS
-# after a SIGTERM, then sends SIGTERM to the pool processes still busy (workflows/tasks.py;
-# Celery's cold shutdown does the same after its soft-shutdown timeout). A pool process
-# that gets it while an attempt runs stops that attempt's process group and records the
-# attempt as failed, so that its retry policy sends it elsewhere at once (a python
-# callable cannot be interrupted: it runs on, within its timeout). Billiard's own handler
-# would end the process instead: the attempt's process group is killed then too, but the
-# instance would stay `running` until its lease expired.
-
-_previous_sigterm: Callable | int | None = None
-
-
-def install_shutdown_handler() -> None:
-    """Take over SIGTERM in a prefork pool process; elsewhere (the worker's main process
-    with the solo or threads pool, a test) leave it alone. Idempotent, so it can run before
-    every task: billiard installs its own handler after the pool process starts."""
-    global _previous_sigterm
-    if not _in_pool_process():
-        return
-    current = signal.getsignal(signal.SIGTERM)
-    if current is not _on_sigterm:
-        _previous_sigterm = current
-        signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def _in_pool_process() -> bool:
-    return current_process()._name != "MainProcess"
-
-
-def request_stop() -> None:
-    """Ask the attempts running in this process to stop (the solo and threads pools)."""
-    _shutdown.set()
-
-
-def _on_sigterm(signum: int, frame) -> None:
-    if _busy.is_set() and not _shutdown.is_set():
-        _shutdown.set()  # Lease.should_stop reports it to the executor
-        return
-    # Idle, or told a second time: end the process as billiard would have.
-    if callable(_previous_sigterm):
-        _previous_sigterm(signum, frame)
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)

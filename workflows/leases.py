@@ -31,19 +31,26 @@ class Lease:
     """The lease of one running attempt, kept while the `with` block runs.
 
     `should_stop()` turns true when the attempt is no longer ours (`reason` MOVED_ON) or
-    when `is_shutting_down()` does (`reason` SHUTDOWN).
+    when `is_shutting_down()` does (`reason` SHUTDOWN). Executors that poll nothing (a
+    python callable) are stopped by `on_stop`, called from the lease thread when the
+    attempt is found no longer ours.
     """
 
     MOVED_ON = "moved on"
     SHUTDOWN = "shutdown"
 
     def __init__(
-        self, instance_id: int, try_number: int, is_shutting_down: Callable[[], bool]
+        self,
+        instance_id: int,
+        try_number: int,
+        is_shutting_down: Callable[[], bool],
+        on_stop: Callable[[], object] | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.try_number = try_number
         self.reason: str | None = None
         self._is_shutting_down = is_shutting_down
+        self._on_stop = on_stop
 
     def __enter__(self) -> Lease:
         _keeper().track(self)
@@ -57,6 +64,17 @@ class Lease:
             log.warning("worker shutting down: stopping task instance %s", self.instance_id)
             self.reason = self.SHUTDOWN
         return self.reason is not None
+
+    def stop_reason(self) -> str | None:
+        """Why the attempt was told to stop (MOVED_ON, SHUTDOWN), or None."""
+        self.should_stop()
+        return self.reason
+
+    def moved_on(self) -> None:
+        """The attempt is no longer ours: stop it."""
+        self.reason = self.MOVED_ON
+        if self._on_stop is not None:
+            self._on_stop()
 
     def renew(self) -> bool:
         """Push the lease forward; False when the attempt is no longer ours to run."""
@@ -113,7 +131,7 @@ class LeaseKeeper:
             time.sleep(self.interval / 4)  # a renewal is at most a quarter interval late
             for lease in self._due():
                 if lease.reason is None and not lease.renew():
-                    lease.reason = Lease.MOVED_ON
+                    lease.moved_on()
 
 
 _keeper_instance: LeaseKeeper | None = None

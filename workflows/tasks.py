@@ -1,20 +1,14 @@
-"""The Celery tasks, thin entry points into the engine, and the worker and beat signal
-handlers that make shutdown graceful and keep the reconciler scheduled."""
+"""The Celery tasks, thin entry points into the engine, and the beat signal handler that
+keeps the reconciler scheduled. (Graceful worker shutdown: workflows/shutdown.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import threading
 
 from celery import shared_task
-from celery.signals import beat_init, worker_shutting_down
-from celery.worker import state as worker_state
-from django.conf import settings
+from celery.signals import beat_init
 
-from . import attempts, reconciler
+from . import attempts, reconciler, shutdown
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +20,7 @@ CLAIM_RETRY_COUNTDOWN_SECS = 10
 @shared_task(name="flowforge.execute_task", bind=True, ignore_result=True, max_retries=None)
 def execute_task(self, instance_id: int, try_number: int) -> None:
     """Run one attempt of a task instance; duplicates of this message do nothing."""
-    attempts.install_shutdown_handler()
+    shutdown.install_sigterm_handler()
     try:
         attempts.run_attempt(instance_id, try_number, worker=self.request.hostname or "unknown")
     except attempts.DATABASE_UNAVAILABLE as exc:
@@ -68,34 +62,3 @@ def trigger_scheduled(dag_id: str) -> str | None:
 @beat_init.connect
 def keep_reconciler_scheduled(sender, **kwargs) -> None:
     reconciler.ensure_schedule()
-
-
-_grace_timer: threading.Timer | None = None
-
-
-@worker_shutting_down.connect
-def start_shutdown_grace(sender, how: str = "Warm", **kwargs) -> None:
-    """On a warm shutdown (SIGTERM), running attempts get FLOWFORGE_SHUTDOWN_GRACE_SECS to
-    finish; those still running then are stopped and handed back to their retry policy.
-
-    Celery's own warm shutdown would wait for them forever; its cold shutdown (SIGQUIT)
-    already waits CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT and then signals the pool processes.
-    """
-    global _grace_timer
-    if how != "Warm" or _grace_timer is not None:
-        return
-    _grace_timer = threading.Timer(settings.FLOWFORGE_SHUTDOWN_GRACE_SECS, stop_running_attempts)
-    _grace_timer.daemon = True  # a worker whose attempts all ended exits without waiting
-    _grace_timer.start()
-
-
-def stop_running_attempts() -> None:
-    """SIGTERM to each pool process that still runs a task (see workflows/attempts.py)."""
-    pids = {request.worker_pid for request in list(worker_state.active_requests)} - {None}
-    log.warning("shutdown grace over: stopping the attempts still running in %s", sorted(pids))
-    for pid in pids:
-        if pid == os.getpid():  # solo or threads pool: the attempts run in this process
-            attempts.request_stop()
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ..prepared import Statement
 from .dag_runs import COUNTDOWN_SET, count_finished_tasks
-from .machine import TaskState, check_task_transition
+from .machine import TaskState, TransitionRefused, check_task_transition
 from .sql import load_json, placeholders, run_key, ts
 
 
@@ -97,13 +97,52 @@ def queue_retry(instance_id: int, try_number: int) -> bool:
     )
 
 
+_HAND_BACK = (
+    "UPDATE runs_taskinstance SET state = %(queued)s, try_number = try_number - 1,"
+    " queued_at = %(now)s, started_at = NULL, lease_expires_at = NULL, worker = ''"
+    " WHERE id = %(id)s AND state = %(running)s AND try_number = %(try_number)s"
+)
+
+
+def hand_back(claim: Claim) -> bool:
+    """running -> queued for an attempt that FlowForge's own shutdown stopped (CONTRACT
+    section 5): the try it took is given back, so the next worker starts the same try.
+
+    Returns False when the attempt was no longer this claim's (cancelled, given up).
+    The caller publishes the instance's message again, with `claim.try_number - 1`.
+    """
+    check_task_transition(TaskState.RUNNING, TaskState.QUEUED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HAND_BACK,
+            {
+                "queued": TaskState.QUEUED,
+                "running": TaskState.RUNNING,
+                "now": ts(timezone.now()),
+                "id": claim.instance_id,
+                "try_number": claim.try_number,
+            },
+        )
+        return cursor.rowcount == 1
+
+
+# Where an attempt that ran to its end leaves its instance.
+FINISHED = frozenset({TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED})
+
+
+def check_finish(target: str) -> None:
+    check_task_transition(TaskState.RUNNING, target)
+    if target not in FINISHED:
+        raise TransitionRefused(f"an attempt that ended cannot leave its task {target}")
+
+
 def finish_attempt(
     instance_id: int, try_number: int, target: str, *, next_retry_at=None, **fields
 ) -> bool:
     """running -> success | up_for_retry | failed, for the attempt that holds the claim."""
     from ..models import TaskInstance
 
-    check_task_transition(TaskState.RUNNING, target)
+    check_finish(target)
     now = timezone.now()
     final = target in TaskState.FINAL
     return bool(
@@ -238,7 +277,7 @@ def finish_task(
 
     Downstream instances that another trigger rule now decides are left to the caller.
     """
-    check_task_transition(TaskState.RUNNING, target)
+    check_finish(target)
     now = timezone.now()
     final = target in TaskState.FINAL
     succeeded, failed, skipped = _release_counts(target)

@@ -45,8 +45,16 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
         {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
     ),
     TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    # running -> queued: an attempt handed back by FlowForge's own shutdown (CONTRACT
+    # section 5), its try number given back with it.
     TaskState.RUNNING: frozenset(
-        {TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED, TaskState.CANCELLED}
+        {
+            TaskState.SUCCESS,
+            TaskState.UP_FOR_RETRY,
+            TaskState.FAILED,
+            TaskState.CANCELLED,
+            TaskState.QUEUED,
+        }
     ),
     TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
     # Clearing a finished task (retry from the API or the dead-letter queue) makes it

@@ -1,7 +1,8 @@
 """Python tasks: a `callable` called in-process, or a `script` run with this interpreter.
 
 Callables run in the worker's own process because they are meant to be cheap; a script gets
-the same isolated, killable subprocess treatment as a shell command. Capturing a callable's
+the same isolated, killable subprocess treatment as a shell command. A callable is stopped
+(a cancel, a worker's shutdown) by a signal to its process, through stop_running_callable(). Capturing a callable's
 prints swaps sys.stdout/sys.stderr process-wide, so under a threaded worker pool concurrent
 callables can see each other's prints; prefork workers (one task per process) are exact.
 """
@@ -31,6 +32,16 @@ class CallableTimeout(BaseException):
 
     A BaseException so that a broad `except Exception` in user code cannot swallow it.
     """
+
+
+class CallableStopped(BaseException):
+    """Raised inside a callable that the worker asked to stop (a cancel, a shutdown)."""
+
+
+# The signal that stops the callable running in a process's main thread: sent by that
+# process's other threads through stop_running_callable().
+STOP_SIGNAL = signal.SIGUSR2
+_stoppable = threading.Event()  # a callable runs in the main thread and may be stopped
 
 
 class CallableNotFound(Exception):
@@ -73,23 +84,69 @@ def run_callable(ctx: AttemptContext) -> ExecutionResult:
     stdout, stderr = TailBuffer(), TailBuffer()
     timeout_secs = ctx.task.get("timeout_secs")
     result = ExecutionResult(succeeded=False)
+    value = _UNSET
     try:
         with (
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
             _time_limit(timeout_secs),
+            _stoppable_scope(ctx.should_cancel),
         ):
             value = func(**kwargs)
     except CallableTimeout:
         result.timed_out = True
         result.error = f"timed out after {format_seconds(timeout_secs)} s"
+    except CallableStopped:
+        if value is _UNSET:  # a stop that came after the callable returned changes nothing
+            result.cancelled = True
+            result.error = "cancelled"
     except (Exception, SystemExit) as exc:
         result.error = _one_line(exc)
         stderr.write(_traceback_tail(exc))
-    else:
+    if value is not _UNSET:
         _set_output(result, spec, value)
     result.stdout, result.stderr = stdout.getvalue(), stderr.getvalue()
     return result
+
+
+_UNSET = object()
+
+
+def stop_running_callable() -> bool:
+    """Interrupt the callable running in this process's main thread, if one is; it sees
+    CallableStopped raised where it is. Safe to call from any thread, at any time.
+
+    Returns whether a stop was sent.
+    """
+    if not _stoppable.is_set():
+        return False
+    os.kill(os.getpid(), STOP_SIGNAL)
+    return True
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # Installed for good once set, so that a stop arriving just after the callable ended
+    # is ignored rather than killing the process (SIGUSR2's default action).
+    if _stoppable.is_set():
+        raise CallableStopped
+
+
+@contextlib.contextmanager
+def _stoppable_scope(should_cancel: Callable[[], bool] | None) -> Iterator[None]:
+    """Lets stop_running_callable() interrupt the body. Signals reach the main thread
+    only, so elsewhere (a threads pool) the callable runs to its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(STOP_SIGNAL) is not _on_stop_signal:
+        signal.signal(STOP_SIGNAL, _on_stop_signal)
+    _stoppable.set()
+    try:
+        if should_cancel is not None and should_cancel():  # asked before it could start
+            raise CallableStopped
+        yield
+    finally:
+        _stoppable.clear()
 
 
 def resolve_callable(spec: str) -> Callable[..., Any]:

@@ -11,3 +11,17 @@ def scale_numbers(produce, factor):
 
 def noop():
     return None
+
+
+def nap_once(marker: str, effects: str) -> str:
+    """Sleeps through its first call (leaving `marker` behind); each call that returns
+    appends a line to `effects`, its side effect."""
+    import time
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).touch()
+        time.sleep(60)
+    with open(effects, "a") as log:
+        log.write("napped\n")
+    return "rested"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,6 @@ from flowforge.testing import (
 from runs.models import DagRun, TaskAttempt, TaskInstance
 from runs.services import cancel_run, trigger_run
 from runs.states import RunState, TaskState
-from workflows.attempts import SHUTDOWN_ERROR
 from workflows.reconciler import WORKER_LOST, reconcile
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -179,15 +179,23 @@ def test_broker_emptied_mid_run_of_fifty_tasks_still_completes(effects):
     assert run.task_instances.count() == 50
 
 
-def test_sigterm_lets_short_attempts_finish_and_hands_long_ones_back(launch_worker, effects):
+@pytest.mark.parametrize("signalled", ["main process", "process group"])
+def test_sigterm_lets_short_attempts_finish_and_hands_long_ones_back(
+    launch_worker, effects, tmp_path, signalled
+):
+    """A stopped attempt is not the task's failure (CONTRACT section 5): with no retries
+    left it goes back to queued and the next worker runs the same try, once. Process
+    managers signal the main process (docker, `kill PID`) or its whole group (honcho)."""
     stopping = launch_worker("stopping", ["chaos-term"], CHAOS_ENV).wait_ready()
-    slow_first_try = f'[ "$FLOWFORGE_TRY_NUMBER" = 1 ] && sleep 60; {effect(effects)}'
+    marker = tmp_path / "long-started"
+    # Sleeps through its first execution only; its side effect is its last line.
+    long_once = f"[ -e {marker} ] || {{ touch {marker}; sleep 60; }}; {effect(effects)}"
     run = trigger_run(
         submit(
             dag(
                 "stopped",
                 task("short", f"sleep 1; {effect(effects)}", queue="chaos-term"),
-                task("long", slow_first_try, queue="chaos-term", retries=1, retry_delay_secs=0.1),
+                task("long", long_once, queue="chaos-term", retries=0),
                 task("after", effect(effects), queue="chaos-term", depends_on=["short", "long"]),
             )
         )
@@ -198,22 +206,28 @@ def test_sigterm_lets_short_attempts_finish_and_hands_long_ones_back(launch_work
     )
 
     started = time.monotonic()
-    stopping.terminate()
-    successor = launch_worker("successor", ["chaos-term"], CHAOS_ENV)
+    if signalled == "main process":
+        stopping.terminate()
+    else:
+        os.killpg(stopping.process.pid, signal.SIGTERM)
+    wait_for(lambda: instance(run, "long").state == TaskState.QUEUED, 20, message="hand-back")
+    handed_back = instance(run, "long")
     stopping.process.wait(timeout=20)
     stopped_in = time.monotonic() - started
-    successor.wait_ready()
-    # No reconciler here: the stopped worker hands the long task back itself.
+    successor = launch_worker("successor", ["chaos-term"], CHAOS_ENV).wait_ready()
+    # No reconciler here: the stopped worker handed the long task back itself.
     wait_for_run(run.id, timeout=30)
 
+    assert stopping.process.returncode == 0
     assert 2 <= stopped_in < 2 + 6, stopped_in  # the grace, then the attempt's clean stop
+    assert (handed_back.try_number, handed_back.worker) == (0, "")
     assert_finished_once(run, effects)
     short = instance(run, "short").attempts.get()
     assert short.state == TaskState.SUCCESS and short.worker.startswith(stopping.hostname_prefix)
-    handed_back, retried = instance(run, "long").attempts.order_by("try_number")
-    assert (handed_back.state, handed_back.error) == (TaskState.UP_FOR_RETRY, SHUTDOWN_ERROR)
-    assert retried.state == TaskState.SUCCESS
-    assert retried.worker.startswith(successor.hostname_prefix)
+    (long,) = instance(run, "long").attempts.all()  # the stopped try was given back
+    assert (long.try_number, long.state) == (1, TaskState.SUCCESS)
+    assert long.worker.startswith(successor.hostname_prefix)
+    assert not TaskInstance.objects.filter(run=run, task_id="long").exclude(try_number=1).exists()
 
 
 class DuplicatingRelay(threading.Thread):
@@ -291,6 +305,47 @@ def test_cancel_kills_a_running_sleep_600_within_5_seconds(tmp_path):
     run.refresh_from_db()
     assert run.state == RunState.CANCELLED
     assert instance(run, "sleeper").state == TaskState.CANCELLED
+
+
+def nap_once(dag_id: str, tmp_path: Path, queue: str) -> str:
+    return f"""
+id: {dag_id}
+params: {{marker: "{tmp_path / "marker"}", effects: "{tmp_path / "effects"}"}}
+tasks:
+  - id: nap
+    type: python
+    callable: workflows.tests.engine_callables:nap_once
+    queue: {queue}
+"""
+
+
+@pytest.mark.usefixtures("worker")
+def test_cancel_interrupts_a_running_python_callable(tmp_path):
+    run = trigger_run(submit(nap_once("cancel-callable", tmp_path, "default")))
+    wait_for(lambda: (tmp_path / "marker").exists(), message="the callable to start")
+
+    cancel_run(run)
+
+    attempt = wait_for(lambda: instance(run, "nap").attempts.first(), 10, message="the attempt")
+    assert (attempt.state, attempt.error) == (TaskState.CANCELLED, "cancelled")
+    assert not (tmp_path / "effects").exists()  # stopped where it slept, not at its end
+
+
+def test_sigterm_hands_a_running_python_callable_back(launch_worker, tmp_path):
+    stopping = launch_worker("stopping", ["chaos-callable"], CHAOS_ENV).wait_ready()
+    run = trigger_run(submit(nap_once("stopped-callable", tmp_path, "chaos-callable")))
+    wait_for(lambda: (tmp_path / "marker").exists(), message="the callable to start")
+
+    stopping.terminate()
+    stopping.process.wait(timeout=20)
+    assert instance(run, "nap").state == TaskState.QUEUED
+    launch_worker("successor", ["chaos-callable"], CHAOS_ENV).wait_ready()
+    run = wait_for_run(run.id, timeout=30)
+
+    assert run.state == RunState.SUCCESS
+    (attempt,) = instance(run, "nap").attempts.all()
+    assert (attempt.try_number, attempt.state) == (1, TaskState.SUCCESS)
+    assert (tmp_path / "effects").read_text() == "napped\n"
 
 
 def unused_port(listening: bool) -> tuple[int, socket.socket]:
