@@ -2,26 +2,32 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# A stamp of our own: `touch .venv/bin/python` would follow the venv's symlink and change
+# the system interpreter's file (or fail, for anyone but root).
+INSTALLED := $(VENV)/.installed
+PORT ?= 8000
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/flowforge
+EMBEDDED := env -u DATABASE_URL -u CELERY_BROKER_URL
 
 .PHONY: run test lint install clean-var bench
 
-$(BIN)/python: requirements.txt pyproject.toml
+$(INSTALLED): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
-	touch $(BIN)/python
+	touch $(INSTALLED)
 
-install: $(BIN)/python
+install: $(INSTALLED)
 
-# Embedded default: SQLite and a filesystem broker under var/, no servers needed.
+# Embedded default: SQLite and a filesystem broker under var/, no servers needed. The web
+# server answers on http://127.0.0.1:$(PORT) (honcho numbers its processes from -p).
 run: install
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py migrate --noinput
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py submit_dag examples/
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/python manage.py trigger_dag etl-pipeline
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/honcho start -f Procfile.embedded
+	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput
+	$(EMBEDDED) $(BIN)/python manage.py submit_dag examples/
+	$(EMBEDDED) $(BIN)/python manage.py trigger_dag etl-pipeline
+	$(EMBEDDED) $(BIN)/honcho start -f Procfile.embedded -p $(PORT)
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
