@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class BenchEnv:
     queue_prefix: str
     workdir: Path
     extra: dict[str, str] = field(default_factory=dict)
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
 
     def variables(self) -> dict[str, str]:
         """The variables a worker, gunicorn or this process needs to use them."""
@@ -40,6 +42,7 @@ class BenchEnv:
             "CELERY_BROKER_URL": self.broker_url,
             "FLOWFORGE_QUEUE_PREFIX": self.queue_prefix,
             "DJANGO_SETTINGS_MODULE": "flowforge.settings",
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or self.secret_key,
             **self.extra,
         }
 

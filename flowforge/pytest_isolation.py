@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 
 import redis
 
@@ -29,6 +30,9 @@ def _setup() -> None:
     os.environ["FLOWFORGE_QUEUE_PREFIX"] = f"t{pid}."
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flowforge")
     os.environ["FLOWFORGE_TEST_DB_NAME"] = f"test_flowforge_{pid}"
+    # A key of the session's own: with DATABASE_URL set, the settings refuse to start
+    # without one (the workers and servers the tests start inherit it).
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 
 _setup()

@@ -5,24 +5,60 @@ filesystem transport under var/ (the embedded default: no servers needed).
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLOWFORGE_VAR_DIR", BASE_DIR / "var"))
 
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
 
 def env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+    """A boolean variable; anything but true/false, yes/no, on/off or 1/0 is an error."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true or false")
 
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "flowforge-insecure-development-key-change-me")
+def embedded_secret_key(path: Path) -> str:
+    """The embedded default's SECRET_KEY: made at random the first time, kept in `path`
+    (mode 0600) so that sessions and tokens signed by one process hold in the others."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)  # first writer wins; the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if os.environ.get("DATABASE_URL") and not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. A deployment (DATABASE_URL set, DEBUG off) needs its own: "
+            "set SECRET_KEY to a long random string, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    SECRET_KEY = embedded_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
 INSTALLED_APPS = [
@@ -31,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
@@ -45,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,8 +144,23 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# The web process serves its own static files (the admin's, the API docs'), under
+# runserver and gunicorn alike, with no CDN and no separate server. Found where the apps
+# keep them, so there is no collectstatic step to forget (a STATIC_ROOT, if you collect
+# into one, is served too).
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = True
+
+# HTTPS is the reverse proxy's: behind one that terminates TLS, set FLOWFORGE_HTTPS=true
+# for secure cookies, HSTS and redirects (and let it send X-Forwarded-Proto).
+FLOWFORGE_HTTPS = env_bool("FLOWFORGE_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = FLOWFORGE_HTTPS
+SECURE_HSTS_SECONDS = 31_536_000 if FLOWFORGE_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = FLOWFORGE_HTTPS
+if FLOWFORGE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^health/?$", r"^metrics/?$"]  # probes and scrapes on http
 
 # --- Celery -------------------------------------------------------------------------
 # The database holds all state; the broker only carries messages. These settings make a

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import path, re_path
+from django.views.generic import RedirectView
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -34,6 +35,8 @@ def api(pattern: str, view, name: str):
 
 
 urlpatterns = [
+    # Where a person starts: the admin, until the dashboard (CONTRACT section 10) exists.
+    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^metrics/?$", ExportToDjangoView, name="metrics"),
