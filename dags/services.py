@@ -28,12 +28,12 @@ def content_hash(spec: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit_dag(text: str, base_dir: str | None = None) -> SubmitResult:
+def submit_dag(text: str) -> SubmitResult:
     """Validate YAML and store it: a new DAG, a new version of one, or nothing if identical.
 
     Raises SpecError (with every problem) before anything is written.
     """
-    spec = parse_dag(text, base_dir)
+    spec = parse_dag(text)
     digest = content_hash(spec)
     with transaction.atomic():
         dag, created = _locked_dag(spec)
@@ -79,7 +79,8 @@ def dag_files(path: Path) -> list[Path]:
 
 
 def submit_file(path: Path) -> SubmitResult:
-    return submit_dag(path.read_text(), base_dir=str(path.resolve().parent))
+    """submit_dag of a file's text: the same file sent through the API is the same version."""
+    return submit_dag(path.read_text())
 
 
 def set_paused(dag: Dag, paused: bool) -> Dag:

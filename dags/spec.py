@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import difflib
 import functools
-import os
 import re
 import reprlib
 import zoneinfo
@@ -350,15 +349,16 @@ def _read_start_date(reader: _Reader, timezone: str) -> str | None:
     return value.isoformat()
 
 
-def _read_schedule(reader: _Reader) -> str | None:
+def _read_schedule(reader: _Reader) -> tuple[str | None, str | None]:
+    """(schedule as written, its 5-field cron line), or (None, None) for manual runs only."""
     expr = reader.mapping.get("schedule")
     if expr is None:
-        return None
+        return None, None
     try:
-        return normalize_cron(expr)
+        return expr, normalize_cron(expr)
     except ValueError as exc:
         reader.fail(f"bad 'schedule': {exc}")
-        return None
+        return None, None
 
 
 # --- DAG level ---------------------------------------------------------------------------------
@@ -375,11 +375,13 @@ def _read_dag(document: dict, errors: list[str]) -> dict:
         hint = "" if id_key == "id" else "; or add an 'id' key and keep this as display text"
         reader.fail(f"'{id_key}' {_shown(dag_id)} must match {ID_PATTERN.pattern}{hint}")
     timezone = _read_timezone(reader)
+    schedule, cron = _read_schedule(reader)
     return {
         "id": dag_id,
         "name": dag_id if id_key == "name" else reader.string("name", dag_id),
         "description": reader.text("description"),
-        "schedule": _read_schedule(reader),
+        "schedule": schedule,  # as the user wrote it, echoed back by the API
+        "cron": cron,
         "timezone": timezone,
         "catchup": reader.boolean("catchup", False),
         "start_date": _read_start_date(reader, timezone),
@@ -442,14 +444,14 @@ def _read_retries(reader: _Reader, default_retries: int) -> tuple[int, str]:
     return attempts - 1, backoff
 
 
-def _read_python(reader: _Reader, base_dir: str | None) -> tuple[str | None, str | None]:
+def _read_python(reader: _Reader) -> tuple[str | None, str | None]:
+    """(script, callable). A relative script is kept as written: workers resolve it against
+    their DAGs folder (CONTRACT section 1), wherever the file was submitted from."""
     script, function = reader.string("script"), reader.string("callable")
     if ("script" in reader.mapping) == ("callable" in reader.mapping):
         reader.fail("python tasks need exactly one of 'script' or 'callable'")
     if function and not CALLABLE_PATTERN.fullmatch(function):
         reader.fail(f"'callable' {_shown(function)} must look like package.module:function")
-    if script and base_dir and not os.path.isabs(script):
-        script = os.path.normpath(os.path.join(os.path.abspath(base_dir), script))
     return script, function
 
 
@@ -486,7 +488,7 @@ def _read_http(reader: _Reader) -> dict:
     }
 
 
-def _read_task(task: dict, where: str, dag: dict, base_dir: str | None, errors: list) -> dict:
+def _read_task(task: dict, where: str, dag: dict, errors: list) -> dict:
     reader = _Reader(task, where, errors)
     task_id = reader.string("id")
     if "id" not in task:
@@ -498,7 +500,7 @@ def _read_task(task: dict, where: str, dag: dict, base_dir: str | None, errors: 
     _check_task_keys(reader, known_type)
     if known_type == "shell" and "command" not in task:
         reader.fail("shell tasks need a 'command'")
-    script, function = _read_python(reader, base_dir) if known_type == "python" else (None, None)
+    script, function = _read_python(reader) if known_type == "python" else (None, None)
     http = _read_http(reader) if known_type == "http" else {}
     retries, backoff = _read_retries(reader, dag["default_retries"])
     depends_key = "dependencies" if "dependencies" in task else "depends_on"
@@ -527,7 +529,7 @@ def _read_task(task: dict, where: str, dag: dict, base_dir: str | None, errors: 
     }
 
 
-def _read_tasks(document: dict, dag: dict, base_dir: str | None, errors: list[str]) -> list:
+def _read_tasks(document: dict, dag: dict, errors: list[str]) -> list:
     tasks = document.get("tasks")
     if "tasks" not in document:
         errors.append("dag: missing required key 'tasks' (a list of tasks)")
@@ -541,7 +543,7 @@ def _read_tasks(document: dict, dag: dict, base_dir: str | None, errors: list[st
         if not isinstance(task, dict):
             errors.append(f"{where}: must be a mapping with 'id' and more, got {_describe(task)}")
             continue
-        normalized = _read_task(task, where, dag, base_dir, errors)
+        normalized = _read_task(task, where, dag, errors)
         if normalized["id"] in first_position and normalized["id"] is not None:
             earlier = first_position[normalized["id"]]
             errors.append(f"{where}: duplicate task id (also used by task #{earlier})")
@@ -616,7 +618,7 @@ def _duplicate_key_errors(duplicates: list, document: dict, tasks: Any) -> list[
     ]
 
 
-def parse_dag(text: str, base_dir: str | None = None) -> dict:
+def parse_dag(text: str) -> dict:
     """Parse and validate one DAG file; raise SpecError naming every problem found."""
     document, duplicates = _load_yaml(text)
     if document is None:
@@ -624,17 +626,15 @@ def parse_dag(text: str, base_dir: str | None = None) -> dict:
     if not isinstance(document, dict):
         raise SpecError([f"dag: the file must be a YAML mapping, got {_describe(document)}"])
     return parse_document(
-        document, base_dir, _duplicate_key_errors(duplicates, document, document.get("tasks"))
+        document, _duplicate_key_errors(duplicates, document, document.get("tasks"))
     )
 
 
-def parse_document(
-    document: dict, base_dir: str | None = None, earlier_errors: list[str] | None = None
-) -> dict:
+def parse_document(document: dict, earlier_errors: list[str] | None = None) -> dict:
     """Validate an already-loaded DAG mapping (from YAML, or built by the jobs API)."""
     errors: list[str] = []
     spec = _read_dag(document, errors)
-    spec["tasks"] = _read_tasks(document, spec, base_dir, errors)
+    spec["tasks"] = _read_tasks(document, spec, errors)
     _check_graph(spec, errors)
     errors.extend(earlier_errors or [])
     if errors:

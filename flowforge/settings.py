@@ -227,6 +227,10 @@ if EMBEDDED_BROKER:
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 
 # --- Engine -------------------------------------------------------------------------
+# Python code of DAGs: workers resolve a relative `script:` here and import `callable:`
+# modules from here (CONTRACT section 1). Every worker needs the same files at this path.
+FLOWFORGE_DAGS_FOLDER = Path(os.environ.get("FLOWFORGE_DAGS_FOLDER") or BASE_DIR / "examples")
+FLOWFORGE_DAGS_FOLDER = FLOWFORGE_DAGS_FOLDER.resolve()
 FLOWFORGE_LEASE_SECS = int(os.environ.get("FLOWFORGE_LEASE_SECS", "60"))
 FLOWFORGE_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_HEARTBEAT_SECS", "2"))
 FLOWFORGE_WORKER_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_WORKER_HEARTBEAT_SECS", "5"))

@@ -193,10 +193,10 @@ def reconcile_until(condition: Callable[[], T], timeout: float = 60, message: st
     return wait_for(reconciled, timeout=timeout, interval=0.2, message=message)
 
 
-def submit(yaml_text: str, base_dir: str | None = None):
+def submit(yaml_text: str):
     from dags.services import submit_dag
 
-    return submit_dag(yaml_text, base_dir).dag
+    return submit_dag(yaml_text).dag
 
 
 def wait_for_run(run_id, timeout: float = 60):

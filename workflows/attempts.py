@@ -64,6 +64,7 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             ),
             run_id=claim.run_id,
             try_number=claim.try_number,
+            dags_folder=str(settings.FLOWFORGE_DAGS_FOLDER),
         )
         lease = Lease(
             claim.instance_id, claim.try_number, shutdown.grace_over, stop_running_callable

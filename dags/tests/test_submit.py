@@ -75,3 +75,18 @@ def test_submit_dag_command_rejects_bad_files_with_reasons(tmp_path):
     assert not Dag.objects.filter(dag_id="loop").exists()
     with pytest.raises(CommandError, match="no such file"):
         call_command("submit_dag", str(tmp_path / "missing.yaml"))
+
+
+def test_a_file_through_submit_dag_and_through_the_api_is_one_version(admin):
+    """The CLI posts a file's text; submit_dag reads it from disk: the same DAG either way.
+    A relative python script stays relative (workers resolve it in their DAGs folder)."""
+    path = EXAMPLES / "data-pipeline.yaml"
+    call_command("submit_dag", str(path), stdout=StringIO())
+    answer = admin.post("/api/v1/dags", path.read_text(), content_type="application/yaml")
+    assert (answer.status_code, answer.json()["outcome"], answer.json()["version"]) == (
+        200,
+        "unchanged",
+        1,
+    )
+    spec = Dag.objects.get(dag_id="data-pipeline").current_version.spec
+    assert [t["script"] for t in spec["tasks"] if t["type"] == "python"] == ["transform.py"]

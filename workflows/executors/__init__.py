@@ -22,6 +22,9 @@ class AttemptContext:
     run_id: str = ""
     try_number: int = 1
     should_cancel: Callable[[], bool] | None = None
+    # Where relative python scripts are found and callables imported from (the workers'
+    # FLOWFORGE_DAGS_FOLDER); None: the current directory.
+    dags_folder: str | None = None
 
 
 @dataclass

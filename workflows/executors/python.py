@@ -59,11 +59,14 @@ def run(ctx: AttemptContext) -> ExecutionResult:
 
 
 def run_script(ctx: AttemptContext) -> ExecutionResult:
-    path = os.path.abspath(ctx.task["script"])
+    path = os.path.abspath(os.path.join(ctx.dags_folder or os.getcwd(), ctx.task["script"]))
     if not os.path.isfile(path):
-        return ExecutionResult(succeeded=False, error=f"script not found: {path}")
+        where = "" if os.path.isabs(ctx.task["script"]) else " (relative to the DAGs folder)"
+        return ExecutionResult(succeeded=False, error=f"script not found: {path}{where}")
     env = attempt_env(ctx)
     env["FLOWFORGE_UPSTREAM"] = json.dumps(dict(ctx.upstream_outputs), default=str)
+    if ctx.dags_folder:  # a script imports its helpers from the DAGs folder, as a callable
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ctx.dags_folder, env.get("PYTHONPATH")]))
     # Unbuffered, so the output tail is current even when the script is killed mid-run.
     env.setdefault("PYTHONUNBUFFERED", "1")
     argv = [sys.executable, path]
@@ -73,7 +76,7 @@ def run_script(ctx: AttemptContext) -> ExecutionResult:
 def run_callable(ctx: AttemptContext) -> ExecutionResult:
     spec = ctx.task["callable"]
     try:
-        func = resolve_callable(spec)
+        func = resolve_callable(spec, ctx.dags_folder)
     except CallableNotFound as exc:
         return ExecutionResult(
             succeeded=False,
@@ -149,8 +152,12 @@ def _stoppable_scope(should_cancel: Callable[[], bool] | None) -> Iterator[None]
         _stoppable.clear()
 
 
-def resolve_callable(spec: str) -> Callable[..., Any]:
-    """Imports 'package.module:function' (the function part may be dotted, e.g. Class.method)."""
+def resolve_callable(spec: str, dags_folder: str | None = None) -> Callable[..., Any]:
+    """Imports 'package.module:function' (the function part may be dotted, e.g. Class.method),
+    from the installed packages or the DAGs folder, which goes last on sys.path so that a
+    module there never shadows an installed one."""
+    if dags_folder and dags_folder not in sys.path:
+        sys.path.append(dags_folder)
     module_name, _, attr_path = spec.partition(":")
     if not module_name or not attr_path:
         raise CallableNotFound(f"callable {spec!r} must look like 'package.module:function'")

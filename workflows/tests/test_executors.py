@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -374,11 +375,30 @@ def test_script_failure_reports_status_and_traceback(tmp_path: Path) -> None:
     assert "RuntimeError: no input file" in result.stderr
 
 
-def test_script_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "rel.py").write_text("print('relative ok')\n")
-    monkeypatch.chdir(tmp_path)
-    result = run_task(type="python", script="rel.py")
-    assert result.stdout == "relative ok\n"
+def test_script_relative_to_the_dags_folder_imports_from_it(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("GREETING = 'relative ok'\n")
+    (tmp_path / "rel.py").write_text("import helpers\nprint(helpers.GREETING)\n")
+    ctx = AttemptContext(
+        task=make_task(type="python", script="rel.py"),
+        params={},
+        upstream_outputs={},
+        dags_folder=str(tmp_path),
+    )
+    result = execute(ctx)
+    assert result.stdout == "relative ok\n", result.stderr
+
+
+def test_callable_is_imported_from_the_dags_folder(tmp_path: Path) -> None:
+    (tmp_path / "dag_code_7f3a.py").write_text("def double(n):\n    return 2 * n\n")
+    ctx = AttemptContext(
+        task=make_task(type="python", callable="dag_code_7f3a:double"),
+        params={"n": 21},
+        upstream_outputs={},
+        dags_folder=str(tmp_path),
+    )
+    result = execute(ctx)
+    assert (result.succeeded, result.output) == (True, 42), result.error
+    assert sys.path[-1] == str(tmp_path)  # last: DAG code never shadows an installed module
 
 
 def test_missing_script_is_a_failed_attempt(tmp_path: Path) -> None:
@@ -386,6 +406,15 @@ def test_missing_script_is_a_failed_attempt(tmp_path: Path) -> None:
     result = run_task(type="python", script=str(missing))
     assert not result.succeeded
     assert result.error == f"script not found: {missing}"
+    relative = execute(
+        AttemptContext(
+            task=make_task(type="python", script="nope.py"),
+            params={},
+            upstream_outputs={},
+            dags_folder=str(tmp_path),
+        )
+    )
+    assert relative.error == f"script not found: {missing} (relative to the DAGs folder)"
 
 
 def test_script_timeout(tmp_path: Path) -> None:
