@@ -143,17 +143,15 @@ def finish_attempt(
     from ..models import TaskInstance
 
     check_finish(target)
-    now = timezone.now()
-    final = target in TaskState.FINAL
+    # queued_at stays: with started_at it tells how long the attempt waited in the queue.
     return bool(
         TaskInstance.objects.filter(
             id=instance_id, state=TaskState.RUNNING, try_number=try_number
         ).update(
             state=target,
-            finished_at=now,
+            finished_at=timezone.now(),
             lease_expires_at=None,
             next_retry_at=next_retry_at,
-            queued_at=None if final else now,
             **fields,
         )
     )
@@ -226,7 +224,7 @@ def _named(prefix: str, items: Sequence) -> tuple[str, dict]:
 _FINISH_SQL = f"""
 WITH moved AS (
     UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
-        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s, queued_at = %(queued_at)s,
+        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s,
         exit_code = %(exit_code)s, error = %(error)s, output = %(output)s::jsonb
     WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
     RETURNING id
@@ -285,7 +283,6 @@ def finish_task(
         "state": target,
         "now": now,
         "next_retry_at": next_retry_at,
-        "queued_at": None if final else now,
         "exit_code": exit_code,
         "error": error,
         "output": output,

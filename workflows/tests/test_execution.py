@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flowforge.testing import run_dag
+from flowforge.testing import ROOT, run_dag
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -26,6 +26,18 @@ def test_shell_success_records_output_and_attempt():
     assert attempt.stdout.strip() == "hello from only"
     assert attempt.worker.startswith("w1-")
     assert run.started_at <= only.started_at <= only.finished_at <= run.finished_at
+    # Kept once finished, so the wait in the queue (queued_at to started_at) is known.
+    assert only.queued_at is not None and run.started_at <= only.queued_at <= only.started_at
+
+
+def test_the_word_count_example_runs_its_code_from_the_dags_folder():
+    """examples/word-count.yaml: callables imported from, and a script run in, the
+    workers' DAGs folder (examples/ by default); the DAG names them relatively."""
+    run, tasks = run_dag((ROOT / "examples" / "word-count.yaml").read_text())
+    assert run.state == "success", {t: ti.error for t, ti in tasks.items()}
+    assert tasks["count"].output["dog"] == 2
+    assert tasks["rank"].output == [["the", 3], ["dog", 2], ["and", 1]]
+    assert tasks["report"].attempts.get().stdout.splitlines()[0] == "1. the: 3"
 
 
 def test_non_zero_exit_is_recorded_with_code_and_stderr():
