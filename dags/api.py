@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from flowforge.fields import StrictCharField
 
 from . import services
-from .cron import next_tick
+from .cron import next_tick, spec_cron
 from .models import Dag
 
 READ = "dags.view_dag"
@@ -30,7 +30,8 @@ class DagTaskSerializer(serializers.Serializer):
 
 
 class DagSerializer(serializers.ModelSerializer):
-    schedule = serializers.CharField(allow_null=True)
+    schedule = serializers.CharField(allow_null=True, help_text="as written in the DAG file")
+    cron = serializers.SerializerMethodField(help_text="the schedule as a 5-field cron line")
     timezone = serializers.CharField()
     version = serializers.IntegerField(source="current_version.version", allow_null=True)
     next_run_at = serializers.SerializerMethodField()
@@ -43,6 +44,7 @@ class DagSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "schedule",
+            "cron",
             "timezone",
             "version",
             "is_paused",
@@ -53,11 +55,16 @@ class DagSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_cron(self, dag: Dag) -> str | None:
+        return spec_cron(dag.spec)
+
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_run_at(self, dag: Dag) -> str | None:
-        if not dag.schedule or dag.is_paused or not dag.is_active:
+        cron = spec_cron(dag.spec)
+        if not cron or dag.is_paused or not dag.is_active:
             return None
-        return next_tick(dag.schedule, dag.timezone, timezone.now()).isoformat()
+        return next_tick(cron, dag.timezone, timezone.now()).isoformat()
 
     @extend_schema_field(DagTaskSerializer(many=True))
     def get_tasks(self, dag: Dag) -> list[dict]:

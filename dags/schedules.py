@@ -6,6 +6,7 @@ import json
 
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from .cron import spec_cron
 from .models import Dag
 
 SCHEDULED_TRIGGER_TASK = "flowforge.trigger_scheduled"
@@ -17,12 +18,12 @@ def periodic_task_name(dag: Dag) -> str:
 
 def sync(dag: Dag) -> PeriodicTask | None:
     """Create, update or disable the beat entry that triggers `dag` on its cron."""
-    schedule = dag.schedule
+    cron = spec_cron(dag.spec)
     name = periodic_task_name(dag)
-    if not schedule:
+    if not cron:
         PeriodicTask.objects.filter(name=name).delete()
         return None
-    minute, hour, day_of_month, month, day_of_week = schedule.split()
+    minute, hour, day_of_month, month, day_of_week = cron.split()
     crontab, _ = CrontabSchedule.objects.get_or_create(
         minute=minute,
         hour=hour,

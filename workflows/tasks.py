@@ -47,15 +47,16 @@ def trigger_scheduled(dag_id: str) -> str | None:
     """Fired by beat on a DAG's cron: the run of the latest tick, made at most once."""
     from django.utils import timezone
 
-    from dags.cron import latest_tick
+    from dags.cron import latest_tick, spec_cron
     from dags.models import Dag
     from runs.services import trigger_scheduled as trigger_tick
 
     dag = Dag.objects.filter(dag_id=dag_id, is_active=True, is_paused=False).first()
-    if dag is None or not dag.schedule:
+    cron = spec_cron(dag.spec) if dag else None
+    if not cron:
         log.info("not triggering %s: paused, deactivated or unscheduled", dag_id)
         return None
-    run = trigger_tick(dag, latest_tick(dag.schedule, dag.timezone, timezone.now()))
+    run = trigger_tick(dag, latest_tick(cron, dag.timezone, timezone.now()))
     return str(run.id) if run else None
 
 

@@ -30,6 +30,7 @@ def test_submit_json_then_raw_yaml_then_changed(admin):
         }
     ]
     assert body["next_run_at"] is not None
+    assert (body["schedule"], body["cron"]) == ("@hourly", "0 * * * *")  # what the user wrote
     same = admin.post("/api/v1/dags/", YAML, content_type="application/yaml")
     assert (same.status_code, same.json()["outcome"]) == (200, "unchanged")
     changed = admin.post(
