@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from dags.models import Dag
 from dags.services import SpecError, create_adhoc_dag
+from dags.spec import MAX_INTEGER
 
 from .models import Job, Workflow
 from .services import trigger_run
@@ -43,10 +44,15 @@ def _unique_id(kind: str) -> str:
 
 
 def job_document(data: dict) -> dict:
+    """The one-task DAG behind a job. Raises SpecError naming the job's own fields."""
     unknown = sorted(set(data) - JOB_KEYS)
     if unknown:
         raise SpecError([f"job: unknown key '{key}'" for key in unknown])
     retries = data.get("max_retries", 0)
+    if not (type(retries) is int and 0 <= retries <= MAX_INTEGER):
+        raise SpecError(
+            [f"job: 'max_retries' must be an integer from 0 to {MAX_INTEGER}, got {retries!r}"]
+        )
     task = {key: data[key] for key in JOB_TASK_KEYS if key in data}
     task.update(id="job", type=data.get("type", "shell"), retries=retries)
     if "name" in data:
@@ -75,7 +81,7 @@ def submit_job(data: dict, idempotency_key: str | None = None) -> tuple[Job, boo
     document = job_document(data)
     try:
         with transaction.atomic():
-            dag = create_adhoc_dag(document, Dag.Kind.JOB)
+            dag = _job_dag(document)
             run = trigger_run(dag, triggered_by="api")
             job = Job.objects.create(
                 run=run,
@@ -89,6 +95,20 @@ def submit_job(data: dict, idempotency_key: str | None = None) -> tuple[Job, boo
             raise
         return Job.objects.select_related("run").get(idempotency_key=key), False
     return job, True
+
+
+def _job_dag(document: dict) -> Dag:
+    """The job's DAG; its problems are reported as the job's, not a task's or a DAG's."""
+    try:
+        return create_adhoc_dag(document, Dag.Kind.JOB)
+    except SpecError as exc:
+        prefixes = ("task 'job': ", "dag: ")
+        raise SpecError(
+            [
+                next((f"job: {e[len(p) :]}" for p in prefixes if e.startswith(p)), e)
+                for e in exc.errors
+            ]
+        ) from None
 
 
 def slug(name):

@@ -37,9 +37,10 @@ def test_job_runs_and_failing_job_is_dead_lettered(admin):
 
 def test_job_validation_errors(admin):
     for body, fragment in [
-        ({"type": "shell"}, "command"),
-        ({"type": "http", "url": "ftp://x"}, "url"),
-        ({"command": "x", "max_retries": -1}, "retries"),
+        ({"type": "shell"}, "job: shell tasks need a 'command'"),
+        ({"type": "http", "url": "ftp://x"}, "job: 'url'"),
+        ({"command": "x", "max_retries": -1}, "job: 'max_retries' must be an integer from 0"),
+        ({"command": "x", "max_retries": True}, "job: 'max_retries'"),
         ({"command": "x", "colour": "red"}, "unknown key 'colour'"),
         ([1, 2], "JSON object"),
     ]:
