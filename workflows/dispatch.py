@@ -87,8 +87,11 @@ def _next_state(claim: Claim, result: ExecutionResult, task: dict) -> tuple[str,
     if result.succeeded:
         return TaskState.SUCCESS, 0.0
     if claim.try_number < claim.max_tries:
+        # The backoff counts the tries of the current set of 1 + retries: a task cleared
+        # or retried from the dead-letter queue starts afresh (CONTRACT section 9).
+        tries_in_set = claim.try_number - (claim.max_tries - 1 - task["retries"])
         delay = retry_delay(
-            claim.try_number,
+            max(tries_in_set, 1),
             task["retry_delay_secs"],
             task["retry_max_delay_secs"],
             task["backoff"],

@@ -8,8 +8,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from flowforge.testing import run_dag
+from flowforge.testing import run_dag, wait_for_run
 from runs.models import DeadLetter
+from runs.services import retry_dead_letter
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -70,3 +71,28 @@ tasks:
     messages = [json.loads(m) for m in broker.lrange(settings.FLOWFORGE_DEAD_LETTER_QUEUE, 0, -1)]
     notices = [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
     assert any(n["id"] == entry.id and n["task_id"] == "always-fails" for n in notices)
+
+
+def test_a_dead_letter_retry_starts_its_backoff_afresh():
+    """CONTRACT section 9: the retried task gets 1 + retries new tries, and the first retry
+    of the new set waits the base delay again (not base * 2^3, as try 4 would)."""
+    yaml = """
+id: retried-from-the-dlq
+tasks:
+  - id: always-fails
+    command: exit 1
+    retries: 2
+    retry_delay_secs: 0.5
+"""
+    run, _ = run_dag(yaml)
+    assert run.state == "failed"
+    retry_dead_letter(DeadLetter.objects.get(run=run))
+    run = wait_for_run(run.id)
+
+    instance = run.task_instances.get()
+    assert (run.state, instance.try_number, instance.max_tries) == ("failed", 6, 6)
+    attempts = list(instance.attempts.order_by("try_number"))
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+    # Tries 1-3 and 4-6 each wait ~0.5 s, then ~1 s (+-10%); try 4 came from the retry.
+    assert 0.45 <= gaps[3] < 0.8, gaps
+    assert 0.9 <= gaps[4] < 1.6, gaps
