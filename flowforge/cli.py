@@ -63,6 +63,9 @@ class ApiClient:
     def post(self, path: str, **kwargs: object) -> dict:
         return self.request("POST", path, **kwargs)
 
+    def delete(self, path: str, **kwargs: object) -> dict:
+        return self.request("DELETE", path, **kwargs)  # a 204 has no content: {}
+
     def request(self, method: str, path: str, **kwargs: object) -> dict:
         try:
             response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **kwargs)
@@ -270,6 +273,25 @@ def cmd_dags(client: ApiClient, args: argparse.Namespace) -> int:
     return show_page(args, page, render_dags, "no DAGs; submit one with: flowforge submit -f FILE")
 
 
+def cmd_pause(client: ApiClient, args: argparse.Namespace) -> int:
+    """`pause` or `unpause`, by the `paused` default its subparser sets."""
+    action = "pause" if args.paused else "unpause"
+    dag = client.post(f"/api/v1/dags/{segment(args.dag_id)}/{action}")
+    state = "paused" if dag.get("is_paused") else "unpaused"  # as the server has it now
+    return show(args, dag, lambda: f"{dag['dag_id']}: {state}")
+
+
+def cmd_delete(client: ApiClient, args: argparse.Namespace) -> int:
+    """Deactivate: the API keeps the DAG and its runs, and answers 204 with no body."""
+    client.delete(f"/api/v1/dags/{segment(args.dag_id)}")
+    answer = {"dag_id": args.dag_id, "is_active": False}
+    message = (
+        f"{args.dag_id}: deactivated (no new runs; its history is kept; "
+        "submit it again to reactivate)"
+    )
+    return show(args, answer, lambda: message)
+
+
 def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
     status = client.get("/api/v1/status")
     return show(args, status, lambda: render_status(status, client.base_url))
@@ -333,6 +355,14 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
     trigger.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
     command("dags", cmd_dags, "list DAGs").add_argument("--limit", type=int, default=1000)
+    pause = command("pause", cmd_pause, "stop a DAG's scheduled runs")
+    pause.add_argument("dag_id")
+    pause.set_defaults(paused=True)
+    unpause = command("unpause", cmd_pause, "resume a DAG's scheduled runs")
+    unpause.add_argument("dag_id")
+    unpause.set_defaults(paused=False)
+    delete = command("delete", cmd_delete, "deactivate a DAG (no new runs; history kept)")
+    delete.add_argument("dag_id")
     runs = command("runs", cmd_runs, "list recent runs, newest first")
     runs.add_argument("--dag-id")
     runs.add_argument("--state", choices=sorted(FINAL_STATES | {"queued", "running"}))

@@ -39,6 +39,14 @@ tasks:
   - id: nap
     command: "sleep 30"
 """
+QUICK = """\
+id: quick-one
+name: Quick one
+tasks:
+  - id: hello
+    command: "echo hello"
+"""
+DEACTIVATED = "deactivated (no new runs; its history is kept; submit it again to reactivate)"
 
 
 def free_port() -> int:
@@ -199,6 +207,86 @@ def test_trigger_idempotency_key_then_cancel(cli, tmp_path):
     cancelled = ok(cli("cancel", first["run_id"])).out
     assert cancelled.strip() == f"run {first['run_id']}: cancelled"
     assert "409 conflict" in failed(cli("cancel", first["run_id"]))
+
+
+# --- pause, unpause, delete -----------------------------------------------------------
+
+
+def dag_state(cli, dag_id: str) -> dict:
+    """The DAG as `flowforge dags --json` lists it."""
+    page = ok(cli("dags", "--json")).json()
+    return next(dag for dag in page["results"] if dag["dag_id"] == dag_id)
+
+
+def test_pause_then_unpause(cli, api_url, token):
+    ok(cli("submit", "-f", ETL))
+    assert dag_state(cli, "etl-pipeline")["is_paused"] is False
+    assert dag_state(cli, "etl-pipeline")["next_run_at"] is not None
+
+    assert ok(cli("pause", "etl-pipeline")).out == "etl-pipeline: paused\n"
+    paused = dag_state(cli, "etl-pipeline")
+    assert paused["is_paused"] is True and paused["next_run_at"] is None
+    assert ok(cli("pause", "etl-pipeline")).out == "etl-pipeline: paused\n"  # again: no-op
+
+    # Global options before and after the command; --json prints the API's DAG object.
+    before = flowforge("--api-url", api_url, "--token", token, "--json", "unpause", "etl-pipeline")
+    dag = ok(before).json()
+    assert dag["dag_id"] == "etl-pipeline" and dag["is_paused"] is False
+    assert {task["task_id"] for task in dag["tasks"]} == ETL_TASKS
+    assert dag_state(cli, "etl-pipeline")["is_paused"] is False
+
+    after = flowforge("pause", "etl-pipeline", "--json", "--api-url", api_url, "--token", token)
+    assert ok(after).json()["is_paused"] is True
+    assert ok(cli("unpause", "etl-pipeline")).out == "etl-pipeline: unpaused\n"
+    assert dag_state(cli, "etl-pipeline")["is_paused"] is False
+
+
+def test_delete_deactivates_and_keeps_the_history(cli, api_url, token, tmp_path):
+    ok(cli("submit", "-f", write(tmp_path, "quick.yaml", QUICK)))
+    run_id = ok(cli("trigger", "quick-one", "--wait")).out.split()[1]
+
+    assert ok(cli("delete", "quick-one")).out == f"quick-one: {DEACTIVATED}\n"
+    assert dag_state(cli, "quick-one")["is_active"] is False
+    runs = ok(cli("runs", "--dag-id", "quick-one", "--json")).json()["results"]
+    assert [(run["run_id"], run["state"]) for run in runs] == [(run_id, "success")]
+
+    line = failed(cli("trigger", "quick-one"))
+    assert line.startswith("flowforge: 400 bad request:") and "quick-one" in line
+    assert "deactivated" in line
+
+    ok(cli("submit", "-f", ETL))
+    deleted = flowforge("delete", "etl-pipeline", "--json", "--api-url", api_url, "--token", token)
+    assert ok(deleted).json() == {"dag_id": "etl-pipeline", "is_active": False}
+    assert dag_state(cli, "etl-pipeline")["is_active"] is False
+
+
+@pytest.mark.parametrize("command", ["pause", "unpause", "delete"])
+def test_pause_or_delete_of_an_unknown_dag_is_one_line_404(cli, command):
+    line = failed(cli(command, "no-such-dag"))
+    assert line == "flowforge: 404 not found: no DAG with id 'no-such-dag'"
+    assert ok(cli("dags")).out.startswith("no DAGs")  # nothing was made on the way
+
+
+def test_pause_and_delete_need_their_roles(api_url):
+    """An operator may pause but not delete; a viewer neither: one line naming the role."""
+    ensure_roles()
+    users = get_user_model().objects
+    tokens = {}
+    for role in ("viewer", "operator"):
+        user = users.create(username=f"cli-{role}")
+        user.groups.add(user.groups.model.objects.get(name=role))
+        tokens[role] = Token.objects.create(user=user).key
+
+    def as_role(role: str, *args: str) -> Result:
+        return flowforge(*args, "--api-url", api_url, "--token", tokens[role])
+
+    viewer = failed(as_role("viewer", "pause", "etl-pipeline"))
+    assert viewer.startswith("flowforge: 403 forbidden:") and "dags.pause_dag" in viewer
+    assert viewer.endswith("ask an admin for the operator or admin role")
+    operator = failed(as_role("operator", "delete", "etl-pipeline"))
+    assert operator.startswith("flowforge: 403 forbidden:") and "dags.submit_dag" in operator
+    assert operator.endswith("ask an admin for the admin role")
+    assert failed(as_role("operator", "pause", "etl-pipeline")).startswith("flowforge: 404")
 
 
 # --- system views ---------------------------------------------------------------------
