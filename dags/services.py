@@ -20,7 +20,9 @@ __all__ = ["SpecError", "SubmitResult", "submit_dag", "submit_file", "dag_files"
 class SubmitResult:
     dag: Dag
     version: DagVersion
-    outcome: str  # "created", "updated" (new version) or "unchanged"
+    # "created", "updated" (a new version), "reactivated" (the same content, submitted again
+    # after a deactivation) or "unchanged"
+    outcome: str
 
 
 def content_hash(spec: dict) -> str:
@@ -39,7 +41,10 @@ def submit_dag(text: str) -> SubmitResult:
         dag, created = _locked_dag(spec)
         current = dag.current_version
         if current is not None and current.content_hash == digest:
-            return SubmitResult(dag, current, "unchanged")
+            if dag.is_active:
+                return SubmitResult(dag, current, "unchanged")
+            _activate(dag)
+            return SubmitResult(dag, current, "reactivated")
         number = (current.version + 1) if current else 1
         version = DagVersion.objects.create(
             dag=dag, version=number, spec=spec, source=text, content_hash=digest
@@ -47,12 +52,17 @@ def submit_dag(text: str) -> SubmitResult:
         dag.current_version = version
         dag.name = spec["name"]
         dag.description = spec["description"]
-        dag.is_active = True
-        dag.save(
-            update_fields=["current_version", "name", "description", "is_active", "updated_at"]
-        )
-        schedules.sync(dag)
+        dag.save(update_fields=["current_version", "name", "description", "updated_at"])
+        _activate(dag)
     return SubmitResult(dag, version, "created" if created else "updated")
+
+
+def _activate(dag: Dag) -> None:
+    """A submitted DAG is active (a deactivated one comes back) and on its schedule."""
+    if not dag.is_active:
+        dag.is_active = True
+        dag.save(update_fields=["is_active", "updated_at"])
+    schedules.sync(dag)
 
 
 def _locked_dag(spec: dict) -> tuple[Dag, bool]:

@@ -90,3 +90,19 @@ def test_a_file_through_submit_dag_and_through_the_api_is_one_version(admin):
     )
     spec = Dag.objects.get(dag_id="data-pipeline").current_version.spec
     assert [t["script"] for t in spec["tasks"] if t["type"] == "python"] == ["transform.py"]
+
+
+def test_submitting_a_deactivated_dag_again_brings_it_back():
+    from dags.services import deactivate
+    from runs.services import TriggerError, trigger_run
+
+    first = submit_dag(V1)
+    deactivate(first.dag)
+    with pytest.raises(TriggerError, match="deactivated; resubmit it"):
+        trigger_run("pipe")
+    assert not PeriodicTask.objects.get(name="flowforge:pipe").enabled
+    again = submit_dag(V1)
+    assert (again.outcome, again.version.pk) == ("reactivated", first.version.pk)
+    assert Dag.objects.get(dag_id="pipe").is_active
+    assert PeriodicTask.objects.get(name="flowforge:pipe").enabled
+    assert trigger_run("pipe").dag_version_id == first.version.pk
