@@ -27,6 +27,7 @@ run: install
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput
 	$(EMBEDDED) $(BIN)/python manage.py submit_dag examples/
 	$(EMBEDDED) $(BIN)/python manage.py trigger_dag etl-pipeline
+	$(EMBEDDED) $(BIN)/python manage.py trigger_dag word-count
 	$(EMBEDDED) $(BIN)/honcho start -f Procfile.embedded -p $(PORT)
 
 test: install
