@@ -51,7 +51,8 @@ class DagRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.dag_id} {self.id}"
+        # dag_id here is the Dag row's key; the name people know is the Dag's dag_id.
+        return f"{self.dag.dag_id} run {str(self.id)[:8]}"
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -114,7 +115,7 @@ class TaskInstance(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.run_id}:{self.task_id}"
+        return f"{self.run.dag.dag_id}/{self.task_id} in run {str(self.run_id)[:8]}"
 
     @property
     def duration(self) -> float | None:
@@ -147,6 +148,10 @@ class TaskAttempt(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        instance = self.task_instance
+        return f"{instance.run.dag.dag_id}/{instance.task_id} try {self.try_number} ({self.state})"
+
     @property
     def duration(self) -> float | None:
         if self.started_at and self.finished_at:
@@ -171,6 +176,9 @@ class DeadLetter(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.dag_id}/{self.task_id} after {self.attempts} attempts"
+
 
 class Job(models.Model):
     """A one-off task submitted through the API: a one-task run underneath."""
@@ -185,6 +193,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.type})"
+
 
 class Workflow(models.Model):
     """An inline list of steps submitted through the API: a run of its own DAG underneath."""
@@ -196,6 +207,9 @@ class Workflow(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"workflow {self.pk}: {self.name}"
 
 
 class WorkerHeartbeat(models.Model):
@@ -210,3 +224,6 @@ class WorkerHeartbeat(models.Model):
 
     class Meta:
         ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname

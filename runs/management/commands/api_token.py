@@ -1,4 +1,7 @@
-"""manage.py api_token USER [--role viewer|operator|admin]: print the user's API token."""
+"""manage.py api_token USER [--role viewer|operator|admin]: print the user's API token.
+
+A role also lets the user into the admin (staff), where it sees and does what the role's
+permissions allow; set a password (manage.py changepassword USER) to log in there."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -23,5 +26,8 @@ class Command(BaseCommand):
         if role:
             ensure_roles()
             user.groups.add(Group.objects.get(name=role))
+            if not user.is_staff:  # the admin shows a role what its permissions allow
+                user.is_staff = True
+                user.save(update_fields=["is_staff"])
         token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(token.key)
