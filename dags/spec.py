@@ -20,6 +20,8 @@ import networkx as nx
 import yaml
 from croniter import CroniterError, croniter
 
+from . import boundary
+
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 DURATION_PATTERN = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -50,7 +52,7 @@ KEY_SPELLINGS = (("depends_on", "dependencies"), ("retries", "retry"), ("timeout
 RETRY_KEYS = ("maxAttempts", "backoff")
 # YAML aliases let a short file expand into a huge or self-referencing value; free-form
 # values (params, json) are cut off at these limits rather than copied without end.
-MAX_JSON_VALUES, MAX_JSON_DEPTH = 10_000, 50
+MAX_JSON_VALUES, MAX_JSON_DEPTH = boundary.MAX_VALUES, boundary.MAX_DEPTH
 
 CRON_MACROS = {
     "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
@@ -602,6 +604,22 @@ def downstream_map(spec: dict) -> dict[str, list[str]]:
 # --- entry point -------------------------------------------------------------------------------
 
 
+def _unstorable_text(document: dict) -> list[str]:
+    """Text the database cannot store (a NUL, a lone surrogate), each named where it is:
+    `task 'load': 'command' contains a NUL character ...`."""
+    errors = []
+    for key, value in document.items():
+        if key == "tasks" and isinstance(value, list):
+            for position, task in enumerate(value, start=1):
+                label = _task_label(task, position)
+                for path, problem in boundary.unstorable(task):
+                    errors.append(f"{label}: '{path}' {problem}" if path else f"{label}: {problem}")
+            continue
+        for path, problem in boundary.unstorable(value, str(key)):
+            errors.append(f"dag: '{path}' {problem}")
+    return errors
+
+
 def _duplicate_key_errors(duplicates: list, document: dict, tasks: Any) -> list[str]:
     """Place each repeated YAML key: at the DAG level, in a task, or by line number."""
     owners = {id(document): "dag"} | {id(value): f"dag: '{key}'" for key, value in document.items()}
@@ -620,6 +638,10 @@ def _duplicate_key_errors(duplicates: list, document: dict, tasks: Any) -> list[
 
 def parse_dag(text: str) -> dict:
     """Parse and validate one DAG file; raise SpecError naming every problem found."""
+    try:
+        boundary.check_size(len(text.encode("utf-8", "surrogatepass")), "the DAG file")
+    except boundary.LimitExceeded as exc:
+        raise SpecError([f"dag: {exc}"]) from None
     document, duplicates = _load_yaml(text)
     if document is None:
         raise SpecError(["dag: the file is empty; it needs at least 'id' and 'tasks'"])
@@ -632,7 +654,7 @@ def parse_dag(text: str) -> dict:
 
 def parse_document(document: dict, earlier_errors: list[str] | None = None) -> dict:
     """Validate an already-loaded DAG mapping (from YAML, or built by the jobs API)."""
-    errors: list[str] = []
+    errors = _unstorable_text(document)
     spec = _read_dag(document, errors)
     spec["tasks"] = _read_tasks(document, spec, errors)
     _check_graph(spec, errors)

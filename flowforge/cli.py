@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import requests
 
+from dags import boundary
+
 from .cli_format import (
     render_dags,
     render_dead_letters,
@@ -159,7 +161,10 @@ def dag_files(names: list[str]) -> list[Path]:
 
 def submit_one(client: ApiClient, path: Path) -> dict:
     try:
+        boundary.check_size(path.stat().st_size, str(path))
         text = path.read_text(encoding="utf-8")
+    except boundary.LimitExceeded as exc:
+        raise CliError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     return client.post(
@@ -204,7 +209,10 @@ def parse_params(pairs: list[str]) -> dict:
         if not sep or not key:
             raise CliError(f"--param wants KEY=VALUE, got {pair!r}")
         try:
+            boundary.check_json_depth(value.encode("utf-8", "surrogatepass"))
             params[key] = json.loads(value)
+        except boundary.LimitExceeded as exc:
+            raise CliError(f"--param {key}: {exc}") from None
         except ValueError:
             params[key] = value
     return params

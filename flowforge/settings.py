@@ -253,7 +253,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "flowforge.pagination.Pagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "flowforge.parsers.JSONParser",
         "flowforge.parsers.YAMLParser",
         "flowforge.parsers.TextYAMLParser",
         "flowforge.parsers.XYAMLParser",

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from dags import boundary
 from dags.compiled import compiled_version
 from dags.models import Dag
 
@@ -28,7 +29,12 @@ def trigger_run(
     logical_date: datetime | None = None,
     idempotency_key: str | None = None,
 ) -> DagRun:
-    """Create a run with all its task instances and dispatch its root tasks on commit."""
+    """Create a run with all its task instances and dispatch its root tasks on commit.
+
+    Raises TriggerError when the DAG cannot run or a param cannot be stored.
+    """
+    if problems := boundary.unstorable(params or {}, "params"):
+        raise TriggerError("; ".join(boundary.describe(problems)))
     with transaction.atomic():
         dag = _locked_dag(dag)
         compiled = compiled_version(dag.current_version_id)

@@ -8,13 +8,15 @@ task's own fan-out, never on the size of its run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
+from dags.boundary import clean, clean_text
 from dags.compiled import CompiledDag
 from runs import states
 from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
@@ -34,7 +36,47 @@ log = logging.getLogger(__name__)
 def complete_attempt(
     sender, claim: Claim, result: ExecutionResult, compiled: CompiledDag, **kwargs
 ) -> str | None:
-    """Returns the state the instance moved to, or None if it had been moved already."""
+    """Returns the state the instance moved to, or None if it had been moved already.
+
+    The attempt's text crosses the storage boundary first (dags/boundary.py: NUL shown as
+    ␀, lone surrogates as �). Should storing its output or error still fail, its outcome
+    is stored without them, with a note: left unrecorded, its lease would expire and the
+    reconciler would run it again as "worker lost".
+    """
+    result = _storable(result)
+    try:
+        return _complete(claim, result, compiled)
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the worker waits for it and tries again
+    except (DatabaseError, ValueError, TypeError) as exc:
+        if not (result.stdout or result.stderr or result.error or result.output is not None):
+            raise
+        log.exception("%s/%s try %s: storing its output failed", *_names(claim, compiled))
+        return _complete(claim, _without_text(result, exc), compiled)
+
+
+def _names(claim: Claim, compiled: CompiledDag) -> tuple:
+    return compiled.dag_id, claim.task_id, claim.try_number
+
+
+def _storable(result: ExecutionResult) -> ExecutionResult:
+    return dataclasses.replace(
+        result,
+        stdout=clean_text(result.stdout),
+        stderr=clean_text(result.stderr),
+        error=clean_text(result.error),
+        output=clean(result.output),
+    )
+
+
+def _without_text(result: ExecutionResult, exc: Exception) -> ExecutionResult:
+    note = f"the attempt's output and error could not be stored ({type(exc).__name__}: {exc})"
+    return dataclasses.replace(
+        result, stdout="", stderr="", output=None, error=clean_text(note.splitlines()[0])
+    )
+
+
+def _complete(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> str | None:
     task = compiled.tasks[claim.task_id]
     target, retry_in = _next_state(claim, result, task)
     # The common case, a success whose downstream tasks are all all_success, is complete

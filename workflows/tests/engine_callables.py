@@ -25,3 +25,8 @@ def nap_once(marker: str, effects: str) -> str:
     with open(effects, "a") as log:
         log.write("napped\n")
     return "rested"
+
+
+def unstorable():
+    """Returns text PostgreSQL cannot store: a NUL, a lone surrogate."""
+    return {"k\x00": ["a\x00b", "c\ud800"]}

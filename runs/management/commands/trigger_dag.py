@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from dags import boundary
 from runs.services import TriggerError, trigger_run
 
 
@@ -12,7 +13,10 @@ def parse_param(text: str) -> tuple[str, object]:
     if not sep or not key:
         raise CommandError(f"--param {text!r}: expected KEY=VALUE")
     try:
+        boundary.check_json_depth(raw.encode("utf-8", "surrogatepass"))
         value = json.loads(raw)  # numbers, booleans, lists, objects
+    except boundary.LimitExceeded as exc:
+        raise CommandError(f"--param {key}: {exc}") from None
     except json.JSONDecodeError:
         value = raw
     return key, value
