@@ -139,6 +139,17 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def kill_worker_processes(self) -> None:
+        """SIGKILL the worker's main and pool processes only, as `kill -9` of their pids
+        would: what they started in sessions of their own (attempts, fences) is left."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        pool = [pid for pid, _s, parent, _g in process_table() or [] if parent == self.process.pid]
+        for pid in [self.process.pid, *pool]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+
     def kill(self) -> None:
         """SIGKILL the worker and everything it started, as when its host or container dies.
 

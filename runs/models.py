@@ -84,6 +84,9 @@ class TaskInstance(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, default="")
+    # The running attempt's process group on its worker's host (set with a lease renewal),
+    # so that whoever declares the attempt lost can fence it.
+    pgid = models.PositiveIntegerField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     output = models.JSONField(null=True, blank=True)
@@ -133,6 +136,8 @@ class TaskAttempt(models.Model):
     try_number = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=TaskState.choices)
     worker = models.CharField(max_length=255, blank=True, default="")
+    host = models.CharField(max_length=255, blank=True, default="")
+    pgid = models.PositiveIntegerField(null=True, blank=True)  # its process group there
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)

@@ -8,6 +8,7 @@ back). An attempt that a worker's shutdown stops is handed back to the queue wit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,10 @@ T = TypeVar("T")
 
 # Errors that mean "the database is not reachable right now", as opposed to a bad query.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+LEASE_LOST = (
+    "lease lost: the database could not be reached to renew it, so the attempt was stopped "
+    "before a retry could start"
+)
 
 
 def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResult | None:
@@ -71,11 +76,15 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
         )
         with lease:
             context.should_cancel = lease.should_stop
+            context.on_process_group = lease.set_process_group
             result = execute(context)
-        if result.cancelled and lease.stop_reason() == Lease.SHUTDOWN:
+        stopped_by = lease.stop_reason() if result.cancelled else None
+        if stopped_by == Lease.SHUTDOWN:
             _hand_back(claim, compiled)
-        else:
-            _announce(claim, result, compiled)
+            return result
+        if stopped_by == Lease.LOST:
+            result = dataclasses.replace(result, cancelled=False, error=LEASE_LOST)
+        _announce(claim, result, compiled)
         return result
 
 

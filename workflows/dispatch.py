@@ -96,6 +96,7 @@ def _complete(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> s
             exit_code=result.exit_code,
             error=result.error,
             output=result.output,
+            pgid=result.pgid,
         )
         log.info(
             "%s/%s try %s: %s %s",
@@ -152,6 +153,8 @@ def _record_late_attempt(claim: Claim, result: ExecutionResult) -> None:
         defaults={
             "state": TaskState.CANCELLED,
             "worker": claim.worker,
+            "host": states.worker_host(claim.worker),
+            "pgid": result.pgid,
             "started_at": claim.started_at,
             "finished_at": timezone.now(),
             "exit_code": result.exit_code,

@@ -5,6 +5,10 @@ this way. A renewal is guarded on the attempt still being ours and running; when
 matches no row (the run was cancelled, or the reconciler gave the attempt up) the
 attempt's `should_stop` turns true and executors that poll it stop their process group.
 
+An attempt whose lease could not be renewed for as long as it lasts (the database out of
+reach) fences itself the same way, before the lease expires: the reconciler may then call
+its worker lost and retry it, and a retry must never overlap it (CONTRACT section 2).
+
 One long-lived thread serves every attempt of its process, rather than a thread per
 attempt: starting and joining a thread cost a no-op task about 0.5 ms, a sixth of its
 time in the worker (bench/results/profile.md).
@@ -38,6 +42,7 @@ class Lease:
 
     MOVED_ON = "moved on"
     SHUTDOWN = "shutdown"
+    LOST = "lease lost"
 
     def __init__(
         self,
@@ -49,6 +54,7 @@ class Lease:
         self.instance_id = instance_id
         self.try_number = try_number
         self.reason: str | None = None
+        self.pgid: int | None = None  # the attempt's process group, once it runs one
         self._is_shutting_down = is_shutting_down
         self._on_stop = on_stop
 
@@ -70,41 +76,51 @@ class Lease:
         self.should_stop()
         return self.reason
 
-    def moved_on(self) -> None:
-        """The attempt is no longer ours: stop it."""
-        self.reason = self.MOVED_ON
+    def stop(self, reason: str) -> None:
+        """The attempt must stop (MOVED_ON, LOST): say why, and stop what polls nothing."""
+        self.reason = reason
         if self._on_stop is not None:
             self._on_stop()
 
-    def renew(self) -> bool:
-        """Push the lease forward; False when the attempt is no longer ours to run."""
+    def set_process_group(self, pgid: int) -> None:
+        """Recorded with the next renewal, for whoever must fence the attempt."""
+        self.pgid = pgid
+
+    def renew(self) -> bool | None:
+        """Push the lease forward. False when the attempt is no longer ours to run; None
+        when the database could not be reached (the lease stays as it was)."""
         lease = timezone.now() + timezone.timedelta(seconds=settings.FLOWFORGE_LEASE_SECS)
         try:
             return bool(
                 TaskInstance.objects.filter(
                     id=self.instance_id, try_number=self.try_number, state=TaskState.RUNNING
-                ).update(lease_expires_at=lease)
+                ).update(lease_expires_at=lease, pgid=self.pgid)
             )
         except DatabaseError:  # the database is away: keep running, try again next beat
             log.warning("could not renew the lease of task instance %s", self.instance_id)
             connection.close()  # so the next beat reconnects
-            return True
+            return None
 
 
 class LeaseKeeper:
     """Renews the tracked leases every FLOWFORGE_HEARTBEAT_SECS from a daemon thread,
-    started with the first lease. The thread keeps its own database connection."""
+    started with the first lease. The thread keeps its own database connection.
 
-    def __init__(self, interval: float) -> None:
+    A lease not renewed for `lease_secs` less one interval (the claim granted it a moment
+    before it was tracked) is given up: its attempt stops (Lease.LOST)."""
+
+    def __init__(self, interval: float, lease_secs: float) -> None:
         self.interval = interval
-        # id(lease) -> [lease, monotonic time of the grant or of its last renewal]
+        self.give_up_after = max(lease_secs - interval, interval)
+        # id(lease) -> [lease, monotonic time of the last renewal try, of the last renewal]
         self._leases: dict[int, list] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def track(self, lease: Lease) -> None:
         with self._lock:
-            self._leases[id(lease)] = [lease, time.monotonic()]
+            now = time.monotonic()
+            self._leases[id(lease)] = [lease, now, now]
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
                 self._thread.start()
@@ -113,25 +129,42 @@ class LeaseKeeper:
         with self._lock:
             self._leases.pop(id(lease), None)
 
-    def _due(self) -> list[Lease]:
-        """Leases granted or renewed at least one interval ago, stamped as renewed now.
-        The claim grants FLOWFORGE_LEASE_SECS, so an attempt shorter than one interval
-        is never renewed."""
+    def _due(self) -> list[list]:
+        """Entries of leases granted or last tried at least one interval ago, stamped as
+        tried now. The claim grants FLOWFORGE_LEASE_SECS, so an attempt shorter than one
+        interval is never renewed."""
         now = time.monotonic()
         due = []
         with self._lock:
             for entry in self._leases.values():
                 if entry[1] <= now - self.interval:
                     entry[1] = now
-                    due.append(entry[0])
+                    due.append(entry)
         return due
 
     def _run(self) -> None:
         while True:
             time.sleep(self.interval / 4)  # a renewal is at most a quarter interval late
-            for lease in self._due():
-                if lease.reason is None and not lease.renew():
-                    lease.moved_on()
+            for entry in self._due():
+                self._keep(entry)
+
+    def _keep(self, entry: list) -> None:
+        lease, tried_at, renewed_at = entry
+        if lease.reason is not None:
+            return
+        renewed = lease.renew()
+        if renewed:
+            entry[2] = tried_at
+        elif renewed is False:
+            lease.stop(Lease.MOVED_ON)
+        elif tried_at - renewed_at >= self.give_up_after:
+            log.warning(
+                "task instance %s: lease not renewed for %.0f s; stopping the attempt so that "
+                "its retry cannot overlap it",
+                lease.instance_id,
+                tried_at - renewed_at,
+            )
+            lease.stop(Lease.LOST)
 
 
 _keeper_instance: LeaseKeeper | None = None
@@ -142,5 +175,7 @@ def _keeper() -> LeaseKeeper:
     global _keeper_instance
     with _keeper_lock:
         if _keeper_instance is None:
-            _keeper_instance = LeaseKeeper(settings.FLOWFORGE_HEARTBEAT_SECS)
+            _keeper_instance = LeaseKeeper(
+                settings.FLOWFORGE_HEARTBEAT_SECS, settings.FLOWFORGE_LEASE_SECS
+            )
         return _keeper_instance

@@ -11,6 +11,7 @@ pass is a handful of indexed queries, whatever the number of runs and tasks.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -30,6 +31,7 @@ from runs.states import RunState, TaskState
 
 from .dispatch import propagate
 from .executors import ExecutionResult
+from .executors.process import KILL_GRACE_SECS, kill_attempt_group
 from .signals import attempt_finished
 from .trigger_rules import decide
 
@@ -113,22 +115,41 @@ def _unlock() -> None:
 def fail_lost_attempts(now: datetime) -> int:
     """Running instances whose lease expired: their worker is gone. Their attempt ends
     failed with "worker lost", through the normal completion handler, so the task's
-    retry policy decides what comes next."""
-    expired = TaskInstance.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now)
+    retry policy decides what comes next.
+
+    A retry must never overlap the attempt it replaces. An attempt fences itself (its
+    process group dies with its worker process, and stops when its lease cannot be
+    renewed), so it is called lost only once its lease expired and the time to kill a
+    process group has passed too; and on the host it ran on, whatever is left of its
+    process group is killed here first.
+    """
+    expired_before = now - _fence_grace()
+    expired = TaskInstance.objects.filter(
+        state=TaskState.RUNNING, lease_expires_at__lt=expired_before
+    )
     failed = 0
     for instance_id in _ids(expired):
         with transaction.atomic():
-            claim = states.take_expired_lease(instance_id, now)
-            if claim is None:  # renewed or finished since the query
+            taken = states.take_expired_lease(instance_id, expired_before)
+            if taken is None:  # renewed or finished since the query
                 continue
+            claim, pgid = taken
+            if pgid and states.worker_host(claim.worker) == socket.gethostname():
+                kill_attempt_group(pgid, claim.run_id, claim.task_id, claim.try_number)
             attempt_finished.send(
                 sender=CompiledDag,
                 claim=claim,
-                result=ExecutionResult(succeeded=False, error=WORKER_LOST),
+                result=ExecutionResult(succeeded=False, error=WORKER_LOST, pgid=pgid),
                 compiled=compiled_version(claim.dag_version_id),
             )
             failed += 1
     return failed
+
+
+def _fence_grace() -> timedelta:
+    """How long after its lease expired a lost attempt may still be stopping itself: one
+    lease-keeping interval to notice, and the time to kill its process group."""
+    return timedelta(seconds=settings.FLOWFORGE_HEARTBEAT_SECS + KILL_GRACE_SECS)
 
 
 def queue_overdue_retries(now: datetime) -> int:

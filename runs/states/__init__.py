@@ -18,6 +18,7 @@ from .instances import (
     leave_pending,
     queue_retry,
     release_downstream,
+    worker_host,
 )
 from .machine import (
     RUN_TRANSITIONS,
@@ -63,4 +64,5 @@ __all__ = [
     "requeue_stale_queued",
     "start_run",
     "take_expired_lease",
+    "worker_host",
 ]

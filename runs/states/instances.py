@@ -33,6 +33,11 @@ class Claim:
     started_at: datetime
 
 
+def worker_host(worker: str) -> str:
+    """The host of a Celery worker's node name, `name@host`."""
+    return worker.rpartition("@")[2]
+
+
 def claim_from_row(instance_id: int, row: tuple) -> Claim:
     """A Claim from (run_id, task_id, try_number, max_tries, version_id, params, worker,
     started_at), as the claim's RETURNING gives them."""
@@ -54,7 +59,7 @@ _CLAIM = Statement(
     "claim",
     "UPDATE runs_taskinstance SET state = 'running', try_number = try_number + 1,"
     " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
-    " worker = %(worker)s, next_retry_at = NULL"
+    " worker = %(worker)s, next_retry_at = NULL, pgid = NULL"
     " WHERE id = %(id)s AND state = 'queued' AND try_number = %(try_number)s"
     " RETURNING run_id, task_id, try_number, max_tries,"
     " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
@@ -229,10 +234,10 @@ WITH moved AS (
     WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
     RETURNING id
 ), attempt AS (
-    INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, started_at,
-        finished_at, exit_code, stdout, stderr, error)
-    SELECT id, %(try_number)s, %(state)s, %(worker)s, %(started_at)s, %(now)s,
-        %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
+    INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, host, pgid,
+        started_at, finished_at, exit_code, stdout, stderr, error)
+    SELECT id, %(try_number)s, %(state)s, %(worker)s, %(host)s, %(pgid)s::integer,
+        %(started_at)s, %(now)s, %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
     FROM moved
 ), released AS (
     UPDATE runs_taskinstance SET {_release_set("task_id = ANY(%(queue_ids)s)")}
@@ -264,6 +269,7 @@ def finish_task(
     exit_code: int | None = None,
     error: str = "",
     output=None,
+    pgid: int | None = None,
 ) -> Finish:
     """running -> success | up_for_retry | failed for the attempt that holds the claim,
     with everything that follows from it in the same atomic step:
@@ -272,6 +278,9 @@ def finish_task(
     - for a final `target`, the latches of the `downstream` instances counted down, and
       those in `queue_ids` (all_success tasks) queued once every upstream succeeded;
     - for a final `target`, the instance counted down on its run, which ends with it.
+
+    The attempt row names the host the claim's worker runs on and `pgid`, the process
+    group the attempt ran (None: it ran none).
 
     Downstream instances that another trigger rule now decides are left to the caller.
     """
@@ -298,6 +307,8 @@ def finish_task(
         "final": int(final),
         "failing": int(target in TaskState.FAILING),
         "worker": claim.worker,
+        "host": worker_host(claim.worker),
+        "pgid": pgid,
         "started_at": claim.started_at,
         "stdout": stdout,
         "stderr": stderr,
@@ -334,7 +345,8 @@ def _finish_task_stepwise(values: dict) -> Finish:
         TaskAttempt.objects.create(
             task_instance_id=values["id"],
             finished_at=values["now"],
-            **pick("try_number", "state", "worker", "started_at", "stdout", "stderr"),
+            **pick("try_number", "state", "worker", "host", "pgid", "started_at"),
+            **pick("stdout", "stderr"),
             **pick("exit_code", "error"),
         )
         latches = release_downstream(

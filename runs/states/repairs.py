@@ -17,8 +17,11 @@ from .machine import RunState, TaskState, check_task_transition
 from .sql import placeholders, read_datetime, run_key, ts
 
 
-def take_expired_lease(instance_id: int, now: datetime) -> Claim | None:
-    """Take over a running attempt whose lease expired: its worker stopped renewing it.
+def take_expired_lease(
+    instance_id: int, expired_before: datetime
+) -> tuple[Claim, int | None] | None:
+    """Take over a running attempt whose lease expired before `expired_before`: its worker
+    stopped renewing it. Returns its claim and its process group (None if unknown).
 
     Clears the lease only while it is still expired, so a worker that renewed it in the
     meantime keeps its attempt. Call it inside the transaction that then completes the
@@ -32,13 +35,14 @@ def take_expired_lease(instance_id: int, now: datetime) -> Claim | None:
             " RETURNING run_id, task_id, try_number, max_tries,"
             " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
             " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
-            " worker, started_at",
-            [instance_id, TaskState.RUNNING, ts(now)],
+            " worker, started_at, pgid",
+            [instance_id, TaskState.RUNNING, ts(expired_before)],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    return claim_from_row(instance_id, (*row[:-1], read_datetime(row[-1])))
+    *fields, started_at, pgid = row
+    return claim_from_row(instance_id, (*fields, read_datetime(started_at))), pgid
 
 
 @dataclass(frozen=True)

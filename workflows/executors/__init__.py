@@ -25,6 +25,8 @@ class AttemptContext:
     # Where relative python scripts are found and callables imported from (the workers'
     # FLOWFORGE_DAGS_FOLDER); None: the current directory.
     dags_folder: str | None = None
+    # Told the process group of the attempt's command or script once it runs.
+    on_process_group: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ExecutionResult:
     output: Any = None
     timed_out: bool = False
     cancelled: bool = False
+    pgid: int | None = None  # the process group of its command or script, if it ran one
 
 
 def format_seconds(seconds: float) -> str:

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
+from .fence import KILL_GRACE_SECS, Fence
+
+# Kills this process's attempt groups should this process die (see fence.py).
+FENCE = Fence()
 
 CANCEL_POLL_SECS = 0.25
-KILL_GRACE_SECS = 2.0
 # After the group is killed, output still in the pipes is read for at most this long; only a
 # process that escaped the group (setsid) can keep a pipe open past it.
 DRAIN_SECS = 2.0
@@ -77,6 +80,7 @@ class ProcessOutcome:
     stderr: str
     timed_out: bool = False
     cancelled: bool = False
+    pgid: int | None = None
 
 
 def process_table() -> list[tuple[int, str, int, int]] | None:
@@ -113,6 +117,36 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:  # a member that changed uid still exists
         pass
     return True
+
+
+def kill_attempt_group(pgid: int, run_id: str, task_id: str, try_number: int) -> bool:
+    """Kill what is left of an attempt's process group on this host, if it still runs
+    that attempt: one of its processes has the attempt's FLOWFORGE_RUN_ID, _TASK_ID and
+    _TRY_NUMBER in its environment (so a group id since reused is left alone). SIGTERM,
+    then SIGKILL after KILL_GRACE_SECS. Returns whether anything was killed."""
+    table = process_table() or []
+    members = [pid for pid, state, _parent, group in table if group == pgid and state not in "ZX"]
+    marker = {
+        b"FLOWFORGE_RUN_ID=" + str(run_id).encode(),
+        b"FLOWFORGE_TASK_ID=" + task_id.encode(),
+        b"FLOWFORGE_TRY_NUMBER=" + str(try_number).encode(),
+    }
+    if not any(marker <= _environment(pid) for pid in members):
+        return False
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+        deadline = time.monotonic() + KILL_GRACE_SECS
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return True
+
+
+def _environment(pid: int) -> set[bytes]:
+    try:
+        return set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    except OSError:  # gone, or not ours to read
+        return set()
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -223,8 +257,13 @@ def run_process(
     cwd: str | None = None,
     timeout_secs: float | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessOutcome:
-    """Runs argv in a new session and waits for it; raises OSError only if it cannot start."""
+    """Runs argv in a new session and waits for it; raises OSError only if it cannot start.
+
+    The session's process group dies with this process (fence.py); `on_start` is told its
+    id (the leader's pid) as soon as it runs.
+    """
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -234,6 +273,15 @@ def run_process(
         cwd=cwd,
         start_new_session=True,
     )
+    with FENCE.guard(proc.pid):
+        if on_start is not None:
+            on_start(proc.pid)
+        return _supervise(proc, timeout_secs, should_cancel)
+
+
+def _supervise(
+    proc: subprocess.Popen, timeout_secs: float | None, should_cancel: Callable[[], bool] | None
+) -> ProcessOutcome:
     supervisor = _GroupSupervisor(proc)
     deadline = time.monotonic() + timeout_secs if timeout_secs else None
     stopped_by = None
@@ -252,6 +300,7 @@ def run_process(
         stderr=stderr,
         timed_out=stopped_by == "timeout",
         cancelled=stopped_by == "cancel",
+        pgid=proc.pid,
     )
 
 
@@ -283,7 +332,12 @@ def run_attempt(
     timeout_secs = ctx.task.get("timeout_secs")
     try:
         outcome = run_process(
-            argv, env=env, cwd=cwd, timeout_secs=timeout_secs, should_cancel=ctx.should_cancel
+            argv,
+            env=env,
+            cwd=cwd,
+            timeout_secs=timeout_secs,
+            should_cancel=ctx.should_cancel,
+            on_start=ctx.on_process_group,
         )
     except OSError as exc:
         return ExecutionResult(succeeded=False, error=f"could not start {what}: {exc}")
@@ -294,6 +348,7 @@ def run_attempt(
         stderr=outcome.stderr,
         timed_out=outcome.timed_out,
         cancelled=outcome.cancelled,
+        pgid=outcome.pgid,
     )
     if outcome.timed_out:
         result.error = f"timed out after {format_seconds(timeout_secs)} s"

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import psycopg2
 import pytest
 from django.conf import settings
 
-from flowforge.testing import ROOT, WorkerProcess, wait_for
+from flowforge.testing import ROOT, WorkerProcess, process_group_alive, wait_for
 
 pytestmark = [pytest.mark.chaos]
 
@@ -215,3 +216,63 @@ def test_a_database_outage_is_waited_out_then_given_up_on(settings):
 
     with pytest.raises(OperationalError):  # the message is then sent again (tasks.py)
         wait_for_database(dead_query)
+
+
+def test_an_attempt_that_cannot_renew_its_lease_stops_before_it_could_be_retried(
+    private_postgres, tmp_path
+):
+    """The database goes away under a running attempt: it cannot renew its 3 s lease, so
+    it stops itself before the lease ends (the reconciler may call it lost from then on),
+    and once the database is back its try is recorded as "lease lost" and retried."""
+    from workflows.attempts import LEASE_LOST
+
+    pg = private_postgres
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg.url(),
+        "FLOWFORGE_QUEUE_PREFIX": settings.FLOWFORGE_QUEUE_PREFIX + "lease.",
+        "FLOWFORGE_LEASE_SECS": "3",
+        "FLOWFORGE_HEARTBEAT_SECS": "0.5",
+    }
+    env.pop("FLOWFORGE_TEST_DB_NAME", None)
+    lines = tmp_path / "lines"
+    loop = (
+        'n=$([ "$FLOWFORGE_TRY_NUMBER" = 1 ] && echo 300 || echo 5); i=0;'
+        f" while [ $i -lt $n ]; do echo $FLOWFORGE_TRY_NUMBER >> {lines}; sleep 0.1;"
+        " i=$((i+1)); done"
+    )
+    (tmp_path / "leased.yaml").write_text(
+        f"id: leased\ntasks:\n  - id: loop\n    retries: 1\n    retry_delay_secs: 0.1\n"
+        f"    command: '{loop}'\n"
+    )
+    manage(env, "migrate", "--noinput")
+    manage(env, "submit_dag", str(tmp_path / "leased.yaml"))
+    worker = WorkerProcess(pg.url(), 1, ["default"], "leaseworker", env).start()
+    try:
+        manage(env, "trigger_dag", "leased")
+
+        def process_group() -> int | None:
+            rows = pg.query("SELECT pgid FROM runs_taskinstance WHERE pgid IS NOT NULL")
+            return rows[0][0] if rows else None
+
+        group = wait_for(process_group, 30, interval=0.1, message="the attempt's lease renewal")
+        stopped_at = time.monotonic()
+        pg.stop("fast")
+        wait_for(lambda: not process_group_alive(group), 10, 0.05, "the attempt to stop itself")
+        assert time.monotonic() - stopped_at < 3  # before its lease could expire
+        pg.start()
+
+        def final() -> str | None:
+            try:
+                (state,) = pg.query("SELECT state FROM runs_dagrun")[0]
+            except psycopg2.OperationalError:
+                return None
+            return state if state in ("success", "failed", "cancelled") else None
+
+        assert wait_for(final, 90, interval=0.2, message="the run to finish") == "success"
+        attempts = pg.query("SELECT try_number, state, error FROM runs_taskattempt ORDER BY 1")
+        assert attempts == [(1, "up_for_retry", LEASE_LOST), (2, "success", "")]
+        written = lines.read_text().splitlines()
+        assert written == ["1"] * written.count("1") + ["2"] * 5  # no overlap
+    finally:
+        worker.stop(timeout=15)

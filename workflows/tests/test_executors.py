@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from workflows.executors import TAIL_CHARS, AttemptContext, ExecutionResult, execute
+from workflows.executors.fence import KILL_GRACE_SECS
 
 
 def make_task(**overrides: object) -> dict:
@@ -84,7 +85,10 @@ def read_pid(path: Path) -> int:
 
 def test_shell_success_captures_stdout() -> None:
     result = run_task(command="echo hello")
-    assert result == ExecutionResult(succeeded=True, exit_code=0, stdout="hello\n")
+    assert isinstance(result.pgid, int)  # the attempt's own process group
+    assert result == ExecutionResult(
+        succeeded=True, exit_code=0, stdout="hello\n", pgid=result.pgid
+    )
 
 
 def test_shell_nonzero_exit_fails_with_code_and_stderr() -> None:
@@ -147,6 +151,16 @@ def test_shell_timeout_kills_the_whole_group(tmp_path: Path, command: str) -> No
     assert result.timed_out and not result.succeeded
     assert result.error == "timed out after 0.5 s"
     assert_gone_soon(read_pid(pidfile))
+
+
+def test_a_timeout_fires_at_its_time_not_after_the_kill_grace() -> None:
+    """The group dies at once on SIGTERM (sh, then its child): the attempt ends at its
+    timeout. Orphaned zombies waiting for init do not count as alive (they once made
+    every timeout wait out the whole kill grace)."""
+    started = time.monotonic()
+    result = run_task(command="sleep 30; echo never", timeout_secs=1)
+    assert result.timed_out
+    assert time.monotonic() - started < 1 + KILL_GRACE_SECS / 2
 
 
 def test_shell_timeout_escalates_to_sigkill_for_a_child_ignoring_sigterm(tmp_path: Path) -> None:
@@ -436,6 +450,7 @@ class RecordingHandler(BaseHTTPRequestHandler):
             "/json": (200, "application/json", b'{"ok": true, "items": [1, 2]}'),
             "/text": (200, "text/plain; charset=utf-8", b"plain body"),
             "/fail": (500, "text/plain", b"boom"),
+            "/moved": (302, "text/plain", b""),
             "/missing": (404, "text/plain", b"not here"),
         }
         status, content_type, body = routes.get(self.path, (404, "text/plain", b""))
@@ -458,6 +473,8 @@ class RecordingHandler(BaseHTTPRequestHandler):
 
     def respond(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
+        if status == 302:
+            self.send_header("Location", "/fail")
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -497,6 +514,13 @@ def test_http_unexpected_status_fails(server_url: str) -> None:
     assert not result.succeeded
     assert result.error == f"HTTP 500 from {url} (expected 2xx)"
     assert result.output == {"status_code": 500, "body": "boom"}
+
+
+def test_http_error_after_a_redirect_names_the_final_url_too(server_url: str) -> None:
+    result = run_task(type="http", url=f"{server_url}/moved")
+    assert result.error == (
+        f"HTTP 500 from {server_url}/fail (redirected from {server_url}/moved) (expected 2xx)"
+    )
 
 
 def test_http_expect_status_accepts_listed_codes(server_url: str) -> None:

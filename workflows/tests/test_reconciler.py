@@ -77,8 +77,9 @@ def instance(run, task_id: str) -> TaskInstance:
 
 
 def claim_and_vanish(ti: TaskInstance) -> states.Claim:
-    """A worker claims the attempt and dies at once: its lease is already over."""
-    return states.claim(ti.id, ti.try_number, "gone@host", lease_secs=-1)
+    """A worker claims the attempt and dies at once: its lease ended long ago (past the
+    time a lost attempt is given to stop itself)."""
+    return states.claim(ti.id, ti.try_number, "gone@host", lease_secs=-60)
 
 
 def test_lost_attempt_fails_with_worker_lost_and_is_retried_by_its_policy(queue):
