@@ -96,3 +96,12 @@ def test_page_size_is_capped(admin):
     page = admin.get("/api/v1/dags?page_size=2").json()
     assert (page["count"], len(page["results"])) == (3, 2) and page["next"]
     assert len(admin.get("/api/v1/dags?page_size=5000").json()["results"]) == 3
+
+
+def test_a_malformed_page_is_a_400_naming_the_parameter(admin):
+    for query, name in [("page=abc", "page"), ("page=0", "page"), ("page_size=x", "page_size")]:
+        response = admin.get(f"/api/v1/dags?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["error"].startswith(f"{name}: must be a whole number"), query
+    assert admin.get("/api/v1/runs?page=²").status_code == 400  # a digit, but not 0-9
+    assert admin.get("/api/v1/dags?page=99").status_code == 404  # well-formed, past the end

@@ -89,7 +89,8 @@ def _response_result(
     if not _status_expected(response.status_code, expected):
         result.succeeded = False
         wanted = ", ".join(str(code) for code in expected) if expected else "2xx"
-        result.error = f"HTTP {response.status_code} from {url} (expected {wanted})"
+        where = url if response.url == url else f"{response.url} (redirected from {url})"
+        result.error = f"HTTP {response.status_code} from {where} (expected {wanted})"
     return result
 
 
