@@ -28,7 +28,7 @@ run: install
 	$(EMBEDDED) $(BIN)/python manage.py submit_dag examples/
 	$(EMBEDDED) $(BIN)/python manage.py trigger_dag etl-pipeline
 	$(EMBEDDED) $(BIN)/python manage.py trigger_dag word-count
-	$(EMBEDDED) $(BIN)/honcho start -f Procfile.embedded -p $(PORT)
+	$(EMBEDDED) $(BIN)/honcho start -f Procfile.embedded -p $(PORT) || [ $$? -eq 130 ]  # Ctrl-C
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)

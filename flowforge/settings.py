@@ -149,6 +149,7 @@ USE_TZ = True
 # keep them, so there is no collectstatic step to forget (a STATIC_ROOT, if you collect
 # into one, is served too).
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "flowforge" / "static"]
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 

@@ -37,6 +37,7 @@ def api(pattern: str, view, name: str):
 urlpatterns = [
     # Where a person starts: the admin, until the dashboard (CONTRACT section 10) exists.
     path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("favicon.ico", RedirectView.as_view(url="/static/flowforge/favicon.svg")),
     path("admin/", admin.site.urls),
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^metrics/?$", ExportToDjangoView, name="metrics"),

@@ -55,6 +55,14 @@ def test_the_root_leads_to_the_admin(client):
     assert (response.status_code, response["Location"]) == (302, "/admin/")
 
 
+@pytest.mark.django_db
+def test_browsers_asking_for_a_favicon_get_one():
+    status, headers, _ = wsgi_get("/favicon.ico")
+    assert status == 302
+    status, headers, icon = wsgi_get(headers["Location"])
+    assert (status, headers["Content-Type"]) == (200, "image/svg+xml") and b"<svg" in icon
+
+
 PRODUCTION = {"DATABASE_URL": "postgres://flowforge@db.invalid:5432/flowforge", "DEBUG": "false"}
 
 
