@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import beat_init
 
 from . import attempts, reconciler, shutdown
@@ -21,6 +22,8 @@ CLAIM_RETRY_COUNTDOWN_SECS = 10
 def execute_task(self, instance_id: int, try_number: int) -> None:
     """Run one attempt of a task instance; duplicates of this message do nothing."""
     shutdown.install_sigterm_handler()
+    if shutdown.starting_refused():  # on its way in as the worker began to stop
+        raise Reject("the worker is shutting down", requeue=True)
     try:
         attempts.run_attempt(instance_id, try_number, worker=self.request.hostname or "unknown")
     except attempts.DATABASE_UNAVAILABLE as exc:
