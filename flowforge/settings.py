@@ -11,24 +11,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from flowforge.env import env_bool, env_choice, env_float, env_int, env_list, env_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLOWFORGE_VAR_DIR", BASE_DIR / "var"))
-
-TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """A boolean variable; anything but true/false, yes/no, on/off or 1/0 is an error."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    if value.strip().lower() in TRUE | FALSE:
-        return value.strip().lower() in TRUE
-    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true or false")
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 def embedded_secret_key(path: Path) -> str:
@@ -117,7 +103,7 @@ def database_config() -> dict:
         # (a PostgreSQL backend start each); the health check drops one that broke.
         return dj_database_url.parse(
             url,
-            conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+            conn_max_age=env_int("CONN_MAX_AGE", 60),
             conn_health_checks=True,
         )
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -192,15 +178,15 @@ CELERY_TIMEZONE = "UTC"
 # Pool processes keep their database connection for this many tasks. Unset, Celery's Django
 # fixup closes it around every task (CONN_MAX_AGE does not reach workers), and reconnecting
 # cost each task ~3 ms plus a PostgreSQL backend start (bench/results/profile.md).
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000")) or None
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000) or None
 # Longer than the longest task timeout (CONTRACT default 3600 s) so Redis does not
 # re-deliver a message whose task is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "7200")),
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=1),
 }
 # A publish (trigger, retry) must not hang on a broker that is down: it tries twice within
 # a few seconds, then gives up and logs; the reconciler republishes from the database.
-CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0,
@@ -211,8 +197,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Without these a Redis that stops answering (host gone, process frozen) hangs a
     # publish forever. Above kombu's 1 s BRPOP timeout, so idle workers are unaffected.
     CELERY_BROKER_TRANSPORT_OPTIONS |= {
-        "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "1")),
-        "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "2")),
+        "socket_connect_timeout": env_float("CELERY_BROKER_CONNECT_TIMEOUT", 1),
+        "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 2),
     }
 if EMBEDDED_BROKER:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -221,7 +207,7 @@ if EMBEDDED_BROKER:
         "control_folder": str(BROKER_DIR / "control"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
-        "polling_interval": float(os.environ.get("FLOWFORGE_BROKER_POLL_SECS", "0.02")),
+        "polling_interval": env_float("FLOWFORGE_BROKER_POLL_SECS", 0.02, minimum=0.001),
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     for folder in ("queue", "control", "processed"):
@@ -232,15 +218,15 @@ if EMBEDDED_BROKER:
 # modules from here (CONTRACT section 1). Every worker needs the same files at this path.
 FLOWFORGE_DAGS_FOLDER = Path(os.environ.get("FLOWFORGE_DAGS_FOLDER") or BASE_DIR / "examples")
 FLOWFORGE_DAGS_FOLDER = FLOWFORGE_DAGS_FOLDER.resolve()
-FLOWFORGE_LEASE_SECS = int(os.environ.get("FLOWFORGE_LEASE_SECS", "60"))
-FLOWFORGE_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_HEARTBEAT_SECS", "2"))
-FLOWFORGE_WORKER_HEARTBEAT_SECS = float(os.environ.get("FLOWFORGE_WORKER_HEARTBEAT_SECS", "5"))
-FLOWFORGE_RECONCILE_SECS = int(os.environ.get("FLOWFORGE_RECONCILE_SECS", "30"))
-FLOWFORGE_REQUEUE_AFTER_SECS = int(os.environ.get("FLOWFORGE_REQUEUE_AFTER_SECS", "120"))
+FLOWFORGE_LEASE_SECS = env_int("FLOWFORGE_LEASE_SECS", 60, minimum=1)
+FLOWFORGE_HEARTBEAT_SECS = env_float("FLOWFORGE_HEARTBEAT_SECS", 2, minimum=0.01)
+FLOWFORGE_WORKER_HEARTBEAT_SECS = env_float("FLOWFORGE_WORKER_HEARTBEAT_SECS", 5, minimum=0.1)
+FLOWFORGE_RECONCILE_SECS = env_int("FLOWFORGE_RECONCILE_SECS", 30, minimum=1)
+FLOWFORGE_REQUEUE_AFTER_SECS = env_int("FLOWFORGE_REQUEUE_AFTER_SECS", 120, minimum=1)
 # How long a worker waits for an unreachable database before giving a message back.
-FLOWFORGE_DB_WAIT_SECS = float(os.environ.get("FLOWFORGE_DB_WAIT_SECS", "120"))
+FLOWFORGE_DB_WAIT_SECS = env_float("FLOWFORGE_DB_WAIT_SECS", 120)
 # On SIGTERM a worker lets running attempts finish for this long, then hands the rest back.
-FLOWFORGE_SHUTDOWN_GRACE_SECS = float(os.environ.get("FLOWFORGE_SHUTDOWN_GRACE_SECS", "30"))
+FLOWFORGE_SHUTDOWN_GRACE_SECS = env_float("FLOWFORGE_SHUTDOWN_GRACE_SECS", 30)
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = FLOWFORGE_SHUTDOWN_GRACE_SECS
 
 # --- API ----------------------------------------------------------------------------
@@ -264,8 +250,8 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "user": os.environ.get("FLOWFORGE_THROTTLE_USER", "6000/min"),
-        "anon": os.environ.get("FLOWFORGE_THROTTLE_ANON", "600/min"),
+        "user": env_rate("FLOWFORGE_THROTTLE_USER", "6000/min"),
+        "anon": env_rate("FLOWFORGE_THROTTLE_ANON", "600/min"),
     },
     "EXCEPTION_HANDLER": "flowforge.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -298,11 +284,12 @@ CACHES = {
 }
 APPEND_SLASH = False  # API paths answer with and without a trailing slash, no redirects
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -5,4 +5,4 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
 
     def ready(self) -> None:
-        from . import dispatch, heartbeats  # noqa: F401  (they connect their signal handlers)
+        from . import checks, dispatch, heartbeats  # noqa: F401  (they register handlers)
