@@ -72,7 +72,11 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             dags_folder=str(settings.FLOWFORGE_DAGS_FOLDER),
         )
         lease = Lease(
-            claim.instance_id, claim.try_number, shutdown.grace_over, stop_running_callable
+            claim.instance_id,
+            claim.try_number,
+            shutdown.grace_over,
+            stop_running_callable,
+            log_fields=claim.log_fields(compiled.dag_id),
         )
         with lease:
             context.should_cancel = lease.should_stop
@@ -143,6 +147,7 @@ def _announce(claim: states.Claim, result: ExecutionResult, compiled: CompiledDa
             claim.try_number,
             compiled.dag_id,
             claim.task_id,
+            extra=claim.log_fields(compiled.dag_id),
         )
 
 
@@ -154,7 +159,12 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
     try:
         handed_back = wait_for_database(states.hand_back, claim)
     except DATABASE_UNAVAILABLE:
-        log.exception("could not hand %s/%s back", compiled.dag_id, claim.task_id)
+        log.exception(
+            "could not hand %s/%s back",
+            compiled.dag_id,
+            claim.task_id,
+            extra=claim.log_fields(compiled.dag_id),
+        )
         return
     if not handed_back:  # cancelled or given up meanwhile: nothing of it is left to run
         return
@@ -164,6 +174,7 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
         compiled.dag_id,
         claim.task_id,
         claim.try_number,
+        extra=claim.log_fields(compiled.dag_id),
     )
 
 

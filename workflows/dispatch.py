@@ -51,7 +51,11 @@ def complete_attempt(
     except (DatabaseError, ValueError, TypeError) as exc:
         if not (result.stdout or result.stderr or result.error or result.output is not None):
             raise
-        log.exception("%s/%s try %s: storing its output failed", *_names(claim, compiled))
+        log.exception(
+            "%s/%s try %s: storing its output failed",
+            *_names(claim, compiled),
+            extra=claim.log_fields(compiled.dag_id),
+        )
         return _complete(claim, _without_text(result, exc), compiled)
 
 
@@ -105,6 +109,7 @@ def _complete(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> s
             claim.try_number,
             target if finish.moved else "ended after the instance was moved on; recorded only",
             result.error,
+            extra=claim.log_fields(compiled.dag_id),
         )
         if not finish.moved:
             _record_late_attempt(claim, result)

@@ -50,9 +50,11 @@ class Lease:
         try_number: int,
         is_shutting_down: Callable[[], bool],
         on_stop: Callable[[], object] | None = None,
+        log_fields: dict | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.try_number = try_number
+        self.log_fields = log_fields or {}
         self.reason: str | None = None
         self.pgid: int | None = None  # the attempt's process group, once it runs one
         self._is_shutting_down = is_shutting_down
@@ -67,7 +69,11 @@ class Lease:
 
     def should_stop(self) -> bool:
         if self.reason is None and self._is_shutting_down():
-            log.warning("worker shutting down: stopping task instance %s", self.instance_id)
+            log.warning(
+                "worker shutting down: stopping task instance %s",
+                self.instance_id,
+                extra=self.log_fields,
+            )
             self.reason = self.SHUTDOWN
         return self.reason is not None
 
@@ -97,7 +103,11 @@ class Lease:
                 ).update(lease_expires_at=lease, pgid=self.pgid)
             )
         except DatabaseError:  # the database is away: keep running, try again next beat
-            log.warning("could not renew the lease of task instance %s", self.instance_id)
+            log.warning(
+                "could not renew the lease of task instance %s",
+                self.instance_id,
+                extra=self.log_fields,
+            )
             connection.close()  # so the next beat reconnects
             return None
 
@@ -163,6 +173,7 @@ class LeaseKeeper:
                 "its retry cannot overlap it",
                 lease.instance_id,
                 tried_at - renewed_at,
+                extra=lease.log_fields,
             )
             lease.stop(Lease.LOST)
 

@@ -32,6 +32,15 @@ class Claim:
     worker: str
     started_at: datetime
 
+    def log_fields(self, dag_id: str) -> dict:
+        """The ids an operator filters engine log lines on, for a record's `extra`."""
+        return {
+            "run_id": self.run_id,
+            "dag_id": dag_id,
+            "task_id": self.task_id,
+            "try_number": self.try_number,
+        }
+
 
 def worker_host(worker: str) -> str:
     """The host of a Celery worker's node name, `name@host`."""
