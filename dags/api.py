@@ -9,9 +9,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from flowforge.fields import StrictCharField
-
 from . import services
+from .api_fields import StrictCharField
 from .cron import next_tick, spec_cron
 from .models import Dag
 

@@ -31,11 +31,3 @@ def not_found(request, exception=None):
 
 def server_error(request):
     return JsonResponse({"error": "internal error; the server log has the details"}, status=500)
-
-
-class Conflict(APIException):
-    """The request is well-formed but the object's state does not allow it (409)."""
-
-    status_code = 409
-    default_detail = "the object's current state does not allow this"
-    default_code = "conflict"

@@ -9,7 +9,7 @@ from django.db import models
 
 from dags.models import Dag, DagVersion
 
-from .states import RunState, TaskState
+from .enums import RunState, TaskState
 
 
 class DagRun(models.Model):

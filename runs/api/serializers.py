@@ -4,7 +4,7 @@ import re
 
 from rest_framework import serializers
 
-from flowforge.fields import StrictCharField
+from dags.api_fields import StrictCharField
 
 from ..models import DagRun, DeadLetter, Job, TaskAttempt, TaskInstance, WorkerHeartbeat, Workflow
 

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dags.api import get_dag
-from flowforge.errors import Conflict
+from dags.api_fields import Conflict
 
 from .. import services
 from ..models import DagRun, DeadLetter, TaskInstance

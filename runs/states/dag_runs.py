@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection, models
 from django.utils import timezone
 
+from ..models import DagRun, TaskInstance
 from .machine import RunState, TaskState
 from .sql import run_key, ts
 
@@ -46,8 +47,6 @@ def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
 
 def start_run(run_id) -> bool:
     """queued -> running, when the run's first tasks are dispatched."""
-    from ..models import DagRun
-
     return bool(
         DagRun.objects.filter(id=run_id, state=RunState.QUEUED).update(
             state=RunState.RUNNING, started_at=timezone.now()
@@ -65,8 +64,6 @@ def cancel_run(run_id) -> bool:
     Running attempts notice at their next heartbeat (their lease renewal matches no
     row) and stop their process group; their attempt is then recorded as cancelled.
     """
-    from ..models import DagRun, TaskInstance
-
     now = timezone.now()
     if not DagRun.objects.filter(id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]).update(
         state=RunState.CANCELLED, finished_at=now
@@ -80,8 +77,6 @@ def cancel_run(run_id) -> bool:
 
 def reopen_run(run_id, cleared: int, cleared_failing: int) -> bool:
     """A finished run whose tasks were cleared to run again -> running."""
-    from ..models import DagRun
-
     return bool(
         DagRun.objects.filter(id=run_id)
         .exclude(state=RunState.QUEUED)

@@ -12,6 +12,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ..models import TaskAttempt, TaskInstance
 from ..prepared import Statement
 from .dag_runs import COUNTDOWN_SET, count_finished_tasks
 from .machine import TaskState, TransitionRefused, check_task_transition
@@ -99,8 +100,6 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
 
 def queue_retry(instance_id: int, try_number: int) -> bool:
     """up_for_retry -> queued, once its backoff has passed."""
-    from ..models import TaskInstance
-
     return bool(
         TaskInstance.objects.filter(
             id=instance_id,
@@ -154,8 +153,6 @@ def finish_attempt(
     instance_id: int, try_number: int, target: str, *, next_retry_at=None, **fields
 ) -> bool:
     """running -> success | up_for_retry | failed, for the attempt that holds the claim."""
-    from ..models import TaskInstance
-
     check_finish(target)
     # queued_at stays: with started_at it tells how long the attempt waited in the queue.
     return bool(
@@ -337,7 +334,6 @@ def finish_task(
 def _finish_task_stepwise(values: dict) -> Finish:
     """finish_task where data-modifying CTEs are missing (SQLite): one step at a time,
     in one transaction."""
-    from ..models import TaskAttempt
 
     def pick(*keys: str) -> dict:
         return {key: values[key] for key in keys}
@@ -432,8 +428,6 @@ def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict
     `latch` holds the recomputed pending_upstream and upstream_* counts; the attempt
     count goes on from where it was, with a fresh retry budget in `max_tries`.
     """
-    from ..models import TaskInstance
-
     check_task_transition(source, TaskState.PENDING)
     return bool(
         TaskInstance.objects.filter(id=instance_id, state=source).update(

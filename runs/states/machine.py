@@ -2,43 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import models
+from ..enums import RunState, TaskState
 
+__all__ = ["RUN_TRANSITIONS", "TASK_TRANSITIONS", "RunState", "TaskState", "TransitionRefused"]
 
-class RunState(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-RunState.FINAL = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
-
-
-class TaskState(models.TextChoices):
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    UP_FOR_RETRY = "up_for_retry"
-    FAILED = "failed"
-    UPSTREAM_FAILED = "upstream_failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-TaskState.FINAL = frozenset(
-    {
-        TaskState.SUCCESS,
-        TaskState.FAILED,
-        TaskState.UPSTREAM_FAILED,
-        TaskState.SKIPPED,
-        TaskState.CANCELLED,
-    }
-)
-# Final states that make a run `failed`.
-TaskState.FAILING = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
 
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     TaskState.PENDING: frozenset(

@@ -10,14 +10,14 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
+from ..models import DagRun
+
 
 def ts(value: datetime | None):
     return connection.ops.adapt_datetimefield_value(value)
 
 
 def run_key(run_id) -> str:
-    from ..models import DagRun
-
     return DagRun._meta.pk.get_db_prep_value(uuid.UUID(str(run_id)), connection)
 
 
