@@ -8,15 +8,12 @@ import json
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from runs import services as run_services
-
 from . import services
-from .admin_forms import DagResubmitForm, DagSubmitForm, TriggerParamsForm
+from .admin_forms import DagResubmitForm, DagSubmitForm
 from .models import Dag, DagVersion
 
 # --- shared display helpers ---------------------------------------------------------------
@@ -142,8 +139,10 @@ OUTCOME_MESSAGES = {
 ONE_BUTTON = {"show_save_and_add_another": False, "show_save_and_continue": False}
 
 
-@admin.register(Dag)
 class DagAdmin(admin.ModelAdmin):
+    """A DAG is added and changed by submitting its file. Registered by runs/admin/, which
+    adds the action that starts runs (starting runs is the business of runs)."""
+
     list_display = (
         "dag_id",
         "name",
@@ -160,7 +159,7 @@ class DagAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "is_paused", "kind")
     search_fields = ("dag_id", "name", "description")
     date_hierarchy = "created_at"
-    actions = ["trigger", "pause", "unpause", "deactivate"]
+    actions = ["pause", "unpause", "deactivate"]
     change_fields = (
         "dag_id",
         "name",
@@ -189,9 +188,6 @@ class DagAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Dag | None = None) -> bool:
         return False  # runs keep their DAG (PROTECT); "Deactivate" is the delete
-
-    def has_trigger_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("runs.trigger_dagrun")
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("dags.pause_dag")
@@ -281,32 +277,6 @@ class DagAdmin(admin.ModelAdmin):
         return preformatted(dag.current_version.source if dag.current_version else "")
 
     # --- actions
-
-    @admin.action(description="Trigger a run (with params)…", permissions=["trigger"])
-    def trigger(self, request: HttpRequest, queryset: QuerySet[Dag]):
-        form = TriggerParamsForm(request.POST if "apply" in request.POST else None)
-        if not form.is_valid():
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "Trigger a run",
-                "opts": self.model._meta,
-                "dags": [(dag, json.dumps(dag.spec.get("params") or {})) for dag in queryset],
-                "form": form,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                "media": self.media + form.media,
-            }
-            return TemplateResponse(request, "admin/dags/dag/trigger_run.html", context)
-        for dag in queryset:
-            try:
-                run = run_services.trigger_run(
-                    dag, params=form.cleaned_data["params"], triggered_by="admin"
-                )
-            except run_services.TriggerError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                link = admin_link(run, f"run {run.id}")
-                self.message_user(request, format_html("DAG “{}”: {} triggered.", dag, link))
-        return None
 
     @admin.action(description="Pause (no scheduled runs)", permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Dag]) -> None:

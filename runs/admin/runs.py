@@ -1,0 +1,145 @@
+"""Runs in the admin: read-only, cancelled by an action that calls runs.services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from dags.admin import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    dag_filter,
+    excerpt,
+    pretty_json,
+    seconds,
+    state_badge,
+)
+
+from .. import services
+from ..models import DagRun, TaskInstance
+from .common import CANCEL
+
+
+class TaskInstanceInline(ReadOnlyInline, admin.TabularInline):
+    model = TaskInstance
+    fields = (
+        "task_id",
+        "state_display",
+        "tries",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "worker",
+        "exit_code",
+        "error_excerpt",
+    )
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest):
+        # Each row's title names the run's DAG.
+        return super().get_queryset(request).select_related("run__dag")
+
+    @admin.display(description="state")
+    def state_display(self, ti: TaskInstance):
+        return state_badge(ti.state)
+
+    @admin.display(description="tries")
+    def tries(self, ti: TaskInstance) -> str:
+        return f"{ti.try_number}/{ti.max_tries}"
+
+    @admin.display(description="duration")
+    def duration_display(self, ti: TaskInstance) -> str:
+        return seconds(ti.duration)
+
+    @admin.display(description="error")
+    def error_excerpt(self, ti: TaskInstance) -> str:
+        return excerpt(ti.error)
+
+
+@admin.register(DagRun)
+class DagRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "short_id",
+        "dag",
+        "version",
+        "state_display",
+        "triggered_by",
+        "logical_date",
+        "started_at",
+        "finished_at",
+        "duration",
+    )
+    list_select_related = ("dag", "dag_version__dag")
+    list_filter = ("state", "triggered_by", dag_filter("dag__dag_id"), "dag__kind")
+    search_fields = ("id", "dag__dag_id", "idempotency_key")
+    date_hierarchy = "created_at"
+    actions = ["cancel"]
+    inlines = [TaskInstanceInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "dag",
+                    "dag_version",
+                    "state_display",
+                    "triggered_by",
+                    "logical_date",
+                    "params_display",
+                    "idempotency_key",
+                )
+            },
+        ),
+        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "duration")}),
+        (
+            "Engine bookkeeping",
+            {
+                "classes": ("collapse",),
+                "fields": ("tasks_unfinished", "tasks_failed"),
+                "description": "Counters the engine keeps to finish the run without "
+                "rescanning its tasks.",
+            },
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest):
+        # A version's spec and source are large and none of these pages show them.
+        return super().get_queryset(request).defer("dag_version__spec", "dag_version__source")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CANCEL)
+
+    @admin.display(description="run", ordering="id")
+    def short_id(self, run: DagRun) -> str:
+        return str(run.id)[:8]
+
+    @admin.display(description="version", ordering="dag_version__version")
+    def version(self, run: DagRun) -> str:
+        return f"v{run.dag_version.version}"
+
+    @admin.display(description="state", ordering="state")
+    def state_display(self, run: DagRun):
+        return state_badge(run.state)
+
+    @admin.display(description="duration")
+    def duration(self, run: DagRun) -> str:
+        if run.started_at and run.finished_at:
+            return seconds((run.finished_at - run.started_at).total_seconds())
+        return "-"
+
+    @admin.display(description="params")
+    def params_display(self, run: DagRun):
+        return pretty_json(run.params)
+
+    @admin.action(description="Cancel run", permissions=["cancel"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[DagRun]) -> None:
+        for run in queryset:
+            try:
+                services.cancel_run(run)
+            except services.RunFinished as exc:
+                self.message_user(request, f"{run}: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, f"Cancelled {run}.")
