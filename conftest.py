@@ -2,7 +2,7 @@
 
 import pytest
 
-from flowforge.testing import WorkerProcess, database_url
+from testkit.engine import WorkerProcess, database_url
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from flowforge.testing import descendant_pids, wait_for
+from testkit.engine import descendant_pids, wait_for
 
 from .services import BenchEnv
 

@@ -8,7 +8,7 @@ import uuid
 import redis
 from celery import chain, current_app
 
-from flowforge.testing import wait_for
+from testkit.engine import wait_for
 
 from .raw_tasks import FLOOR_TABLE, RAW_NOOP, raw_noop
 from .services import BenchEnv

@@ -1,7 +1,7 @@
 """The bench's own PostgreSQL database and Redis database, made at start, gone at the end.
 
 The Redis database is claimed with the same lock key and protocol as the test sessions'
-(flowforge/pytest_isolation.py), so a test run and a bench run never share one: the key
+(testkit/pytest_isolation.py), so a test run and a bench run never share one: the key
 holds the owner's pid, and a database whose owner died may be taken over (and flushed).
 """
 
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from flowforge.redis_claim import claim_redis_db
+from testkit.redis_claim import claim_redis_db
 
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"

@@ -12,10 +12,10 @@ from django.db.models import Count, Max, Min
 
 from dags.models import Dag
 from dags.services import submit_dag
-from flowforge.testing import wait_for
 from runs.models import DagRun, TaskInstance
 from runs.services import trigger_run
 from runs.states import RunState
+from testkit.engine import wait_for
 
 NOOP = "bench.tasks:noop"
 MAX_ACTIVE_RUNS = 1_000_000  # the bench measures the engine, not admission control

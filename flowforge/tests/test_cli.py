@@ -17,8 +17,8 @@ import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from flowforge.testing import ROOT, database_url, wait_for
 from runs.roles import ensure_roles
+from testkit.engine import ROOT, database_url, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,8 +13,8 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from flowforge.testing import ROOT
 from flowforge.wsgi import application
+from testkit.engine import ROOT
 
 
 def wsgi_get(path: str) -> tuple[int, dict, bytes]:

@@ -15,9 +15,9 @@ from rest_framework.test import APIClient
 
 from dags import boundary
 from dags.models import Dag
-from flowforge.testing import submit
 from runs.models import DagRun, Job
 from runs.tests.api_helpers import client_for
+from testkit.engine import submit
 
 pytestmark = pytest.mark.django_db
 

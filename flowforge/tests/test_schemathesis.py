@@ -19,9 +19,9 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from flowforge.testing import submit
 from flowforge.wsgi import application
 from runs.services import trigger_run
+from testkit.engine import submit
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application)
 

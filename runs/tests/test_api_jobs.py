@@ -3,9 +3,9 @@
 import pytest
 
 from dags.models import Dag
-from flowforge.testing import wait_for, wait_for_run
 from runs.models import DeadLetter, Job
 from runs.tests.api_helpers import post_concurrently
+from testkit.engine import wait_for, wait_for_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 
-from flowforge.testing import submit, wait_for_run
 from runs.models import DagRun, DeadLetter
 from runs.tests.api_helpers import post_concurrently
+from testkit.engine import submit, wait_for_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

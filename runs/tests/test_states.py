@@ -2,11 +2,11 @@
 
 import pytest
 
-from flowforge.testing import submit
 from runs import states
 from runs.models import TaskInstance
 from runs.services import trigger_run
 from runs.states import TaskState, TransitionRefused
+from testkit.engine import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from dags.services import deactivate
-from flowforge.testing import submit
 from runs.models import DagRun
 from runs.services import TriggerError, trigger_run, trigger_scheduled
+from testkit.engine import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,7 +3,7 @@ an emptied broker, every message twice, a cancel, a broker down at trigger time,
 
 Each run must reach its final state with every successful attempt's side effect (a line
 "run task try" appended to a file) done exactly once, and nothing left running or queued.
-The reconciler is driven by the tests themselves (flowforge.testing.reconcile_until), so
+The reconciler is driven by the tests themselves (testkit.engine.reconcile_until), so
 repairs happen as soon as they are due; test_chaos_postgres.py runs it through beat.
 """
 
@@ -26,8 +26,10 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from flowforge.redis_claim import LOCK_KEY
-from flowforge.testing import (
+from runs.models import DagRun, TaskAttempt, TaskInstance
+from runs.services import cancel_run, trigger_run
+from runs.states import RunState, TaskState
+from testkit.engine import (
     ROOT,
     database_url,
     process_group_alive,
@@ -36,9 +38,7 @@ from flowforge.testing import (
     wait_for,
     wait_for_run,
 )
-from runs.models import DagRun, TaskAttempt, TaskInstance
-from runs.services import cancel_run, trigger_run
-from runs.states import RunState, TaskState
+from testkit.redis_claim import LOCK_KEY
 from workflows.reconciler import WORKER_LOST, reconcile
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from django.conf import settings
 
-from flowforge.testing import ROOT, WorkerProcess, process_group_alive, wait_for
+from testkit.engine import ROOT, WorkerProcess, process_group_alive, wait_for
 
 pytestmark = [pytest.mark.chaos]
 

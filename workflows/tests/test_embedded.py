@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flowforge.testing import ROOT, wait_for
+from testkit.engine import ROOT, wait_for
 
 SERVER_SETTINGS = (
     "DATABASE_URL",

@@ -5,10 +5,10 @@ import logging
 import pytest
 
 from dags.compiled import compiled_version
-from flowforge.testing import submit
 from runs import states
 from runs.models import TaskInstance
 from runs.services import trigger_run
+from testkit.engine import submit
 from workflows.dispatch import complete_attempt
 from workflows.executors import ExecutionResult
 

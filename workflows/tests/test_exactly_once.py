@@ -2,10 +2,10 @@
 
 import pytest
 
-from flowforge.testing import submit, wait_for_run
 from runs.messages import TaskMessage, publish_now
 from runs.models import TaskInstance
 from runs.services import trigger_run
+from testkit.engine import submit, wait_for_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

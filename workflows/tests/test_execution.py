@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flowforge.testing import ROOT, run_dag
+from testkit.engine import ROOT, run_dag
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

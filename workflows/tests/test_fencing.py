@@ -15,11 +15,11 @@ import time
 import pytest
 from django.utils import timezone
 
-from flowforge.testing import ROOT, process_group_alive, reconcile_until, submit, wait_for
 from runs import states
 from runs.models import DagRun, TaskInstance
 from runs.services import trigger_run
 from runs.states import TaskState
+from testkit.engine import ROOT, process_group_alive, reconcile_until, submit, wait_for
 from workflows.leases import Lease, LeaseKeeper
 from workflows.reconciler import WORKER_LOST, reconcile
 

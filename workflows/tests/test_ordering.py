@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from flowforge.testing import submit, wait_for_run
 from runs.services import trigger_run
+from testkit.engine import submit, wait_for_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

@@ -24,11 +24,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from flowforge.testing import database_url, reconcile_until, submit, wait_for_run
 from runs import states
 from runs.models import DagRun, DeadLetter, TaskInstance
 from runs.services import trigger_run
 from runs.states import RunState, TaskState
+from testkit.engine import database_url, reconcile_until, submit, wait_for_run
 from workflows import reconciler
 from workflows.dispatch import complete_attempt
 from workflows.executors import ExecutionResult

@@ -8,9 +8,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from flowforge.testing import run_dag, wait_for_run
 from runs.models import DeadLetter
 from runs.services import retry_dead_letter
+from testkit.engine import run_dag, wait_for_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.checks import run_checks
 
-from flowforge.testing import ROOT
+from testkit.engine import ROOT
 
 
 def check_ids(settings) -> set[str]:

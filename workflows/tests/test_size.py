@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from flowforge.testing import submit, wait_for_run
 from runs.models import TaskInstance
 from runs.services import trigger_run
+from testkit.engine import submit, wait_for_run
 from workflows.attempts import run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flowforge.testing import run_dag
+from testkit.engine import run_dag
 from workflows.trigger_rules import Decision, decide
 
 RUN, WAIT, SKIP, UF = Decision.RUN, Decision.WAIT, Decision.SKIP, Decision.UPSTREAM_FAILED

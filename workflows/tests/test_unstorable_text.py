@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from dags.boundary import NUL_SHOWN
-from flowforge.testing import run_dag, submit
 from runs import states
 from runs.models import TaskAttempt, TaskInstance
 from runs.services import trigger_run
+from testkit.engine import run_dag, submit
 from workflows.dispatch import complete_attempt
 from workflows.executors import ExecutionResult
 

@@ -11,7 +11,7 @@ import secrets
 
 import redis
 
-from flowforge.redis_claim import claim_redis_db
+from testkit.redis_claim import claim_redis_db
 
 
 def _setup() -> None:
