@@ -198,7 +198,7 @@ class DagAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Dag | None = None):
         if obj is None:
             return [(None, {"fields": ["yaml"]})]
-        fieldsets = [(None, {"fields": self.change_fields})]
+        fieldsets: list[tuple[str | None, dict]] = [(None, {"fields": self.change_fields})]
         if self.has_change_permission(request, obj):
             fieldsets.append(("Submit a new version", {"fields": ["yaml"]}))
         else:
@@ -223,6 +223,7 @@ class DagAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Dag, form: DagSubmitForm, change: bool) -> None:
         # The form's clean() stored it with submit_dag; say what that did.
         result = form.result
+        assert result is not None, "a form that did not submit is not saved"
         level, text = OUTCOME_MESSAGES[result.outcome]
         self.message_user(request, text.format(dag=obj, version=result.version.version), level)
 

@@ -78,6 +78,7 @@ class DagSubmitForm(forms.ModelForm):
         """Refuse a submit by raising _OtherDag; any DAG id is fine when adding."""
 
     def save(self, commit: bool = True) -> Dag:
+        assert self.result is not None, "save() comes after a clean() that submitted"
         return self.result.dag
 
     def save_m2m(self) -> None:

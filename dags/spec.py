@@ -206,7 +206,9 @@ class _Reader:
     def string(self, key: str, default: str | None = None, choices: tuple = ()) -> str | None:
         if choices:
             return self._get(key, default, choices.__contains__, f"one of {', '.join(choices)}")
-        return self._get(key, default, lambda v: isinstance(v, str) and v, "a non-empty string")
+        return self._get(
+            key, default, lambda v: isinstance(v, str) and bool(v), "a non-empty string"
+        )
 
     def text(self, key: str) -> str:
         return self._get(key, None, lambda v: isinstance(v, str) or v is None, "a string") or ""
@@ -323,7 +325,7 @@ def _timezone_names() -> frozenset[str]:
 
 
 def _read_timezone(reader: _Reader) -> str:
-    name = reader.string("timezone", "UTC")
+    name = reader.string("timezone", "UTC") or "UTC"
     if name in _timezone_names():
         return name
     lowered = {tz.lower(): tz for tz in _timezone_names()}
@@ -435,15 +437,15 @@ def _read_retries(reader: _Reader, default_retries: int) -> tuple[int, str]:
     """(retries, backoff) from `retries`/`backoff` or the `retry: {maxAttempts, backoff}` form."""
     if "retry" not in reader.mapping:
         retries = reader.integer("retries", default_retries, minimum=0)
-        return retries, reader.string("backoff", "exponential", BACKOFFS)
+        return retries or 0, reader.string("backoff", "exponential", BACKOFFS) or "exponential"
     retry = reader.mapping_of("retry")
     nested = _Reader(retry, f"{reader.where}: 'retry'", reader.errors)
     nested.check_keys(RETRY_KEYS)
     if "backoff" in retry and "backoff" in reader.mapping:
         reader.fail("give either 'backoff' or 'retry.backoff', not both")
-    attempts = nested.integer("maxAttempts", default_retries + 1, minimum=1)
+    attempts = nested.integer("maxAttempts", default_retries + 1, minimum=1) or 1
     backoff = nested.string("backoff", reader.string("backoff", "exponential", BACKOFFS), BACKOFFS)
-    return attempts - 1, backoff
+    return attempts - 1, backoff or "exponential"
 
 
 def _read_python(reader: _Reader) -> tuple[str | None, str | None]:
@@ -539,7 +541,8 @@ def _read_tasks(document: dict, dag: dict, errors: list[str]) -> list:
         errors.append(f"dag: 'tasks' must be a list of tasks, got {_describe(tasks)}")
     elif not tasks:
         errors.append("dag: 'tasks' is empty; a DAG needs at least one task")
-    result, first_position = [], {}
+    result: list[dict] = []
+    first_position: dict[str | None, int] = {}
     for position, task in enumerate(tasks if isinstance(tasks, list) else [], start=1):
         where = _task_label(task, position)
         if not isinstance(task, dict):

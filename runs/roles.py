@@ -27,9 +27,10 @@ def ensure_roles(group_model=None, permission_model=None) -> None:
 
     Takes the models as arguments so that a migration can pass its historical ones.
     """
-    if group_model is None:
-        from django.contrib.auth.models import Group as group_model
-        from django.contrib.auth.models import Permission as permission_model
+    if group_model is None or permission_model is None:
+        from django.contrib.auth.models import Group, Permission
+
+        group_model, permission_model = Group, Permission
     for role, names in ROLES.items():
         group, _ = group_model.objects.get_or_create(name=role)
         group.permissions.add(

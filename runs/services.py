@@ -103,8 +103,8 @@ def admit_queued_runs(dag_pk: int) -> int:
     return started
 
 
-def _locked_dag(dag: Dag | str) -> Dag:
-    dag_id = dag if isinstance(dag, str) else dag.dag_id
+def _locked_dag(dag_or_id: Dag | str) -> Dag:
+    dag_id = dag_or_id if isinstance(dag_or_id, str) else dag_or_id.dag_id
     try:
         dag = Dag.objects.select_for_update().get(dag_id=dag_id)
     except Dag.DoesNotExist:

@@ -37,6 +37,7 @@ def known_queues() -> list[str]:
 
 def system_status() -> dict:
     dags = Dag.objects.filter(kind=Dag.Kind.DAG)
+    queues: dict[str, int | None] | dict[str, str]
     try:
         queues = queue_depths(known_queues())
     except Exception as exc:  # noqa: BLE001 - the broker being down is itself the status

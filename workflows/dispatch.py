@@ -246,7 +246,7 @@ def _release(run_id: str, compiled: CompiledDag, frontier: dict[str, str]) -> li
             deltas[downstream][slot] += 1
     groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     for downstream, delta in deltas.items():
-        groups[tuple(delta)].append(downstream)
+        groups[(delta[0], delta[1], delta[2])].append(downstream)
     latches: list[Latch] = []
     for (succeeded, failed, skipped), task_ids in groups.items():
         latches += states.release_downstream(

@@ -49,10 +49,11 @@ class Fence:
     def _send(self, line: str) -> None:
         with self._lock:
             for _ in range(2):  # a fence that died is replaced once
-                process = self._running()
+                stdin = self._running().stdin
+                assert stdin is not None  # started with a pipe
                 try:
-                    process.stdin.write(line.encode())
-                    process.stdin.flush()
+                    stdin.write(line.encode())
+                    stdin.flush()
                     return
                 except (BrokenPipeError, ValueError):
                     self._process = None

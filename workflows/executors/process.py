@@ -160,8 +160,10 @@ class _GroupSupervisor:
     """Watches one process group: reads its output, notices the leader's exit, kills the group."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None and proc.stderr is not None  # run with PIPEs
         self.proc = proc
-        self.streams = {proc.stdout.fileno(): _StreamTail(), proc.stderr.fileno(): _StreamTail()}
+        self.stdout, self.stderr = proc.stdout, proc.stderr
+        self.streams = {self.stdout.fileno(): _StreamTail(), self.stderr.fileno(): _StreamTail()}
         self.selector = selectors.DefaultSelector()
         for fd in self.streams:
             self.selector.register(fd, selectors.EVENT_READ)
@@ -221,8 +223,8 @@ class _GroupSupervisor:
         while self.selector.get_map() and time.monotonic() < deadline:
             self._pump(deadline - time.monotonic())
         self.selector.close()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.stdout.close()
+        self.stderr.close()
         stdout_tail, stderr_tail = (stream.finish() for stream in self.streams.values())
         return stdout_tail, stderr_tail
 
@@ -351,11 +353,11 @@ def run_attempt(
         pgid=outcome.pgid,
     )
     if outcome.timed_out:
-        result.error = f"timed out after {format_seconds(timeout_secs)} s"
+        result.error = f"timed out after {format_seconds(timeout_secs or 0)} s"
     elif outcome.cancelled:
         result.error = "cancelled"
     elif outcome.exit_code != 0:
-        result.error = f"{what} {describe_exit(outcome.exit_code)}"
+        result.error = f"{what} {describe_exit(outcome.exit_code or 0)}"
     else:
         result.succeeded = True
     return result

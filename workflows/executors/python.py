@@ -98,7 +98,7 @@ def run_callable(ctx: AttemptContext) -> ExecutionResult:
             value = func(**kwargs)
     except CallableTimeout:
         result.timed_out = True
-        result.error = f"timed out after {format_seconds(timeout_secs)} s"
+        result.error = f"timed out after {format_seconds(timeout_secs or 0)} s"
     except CallableStopped:
         if value is _UNSET:  # a stop that came after the callable returned changes nothing
             result.cancelled = True
