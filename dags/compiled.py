@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .models import DagVersion
+from .spec import downstream_map
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,6 @@ class CompiledDag:
     # Tasks with the all_success trigger rule: the engine queues them as it releases them.
     all_success_tasks: frozenset[str]
 
-    def upstream_count(self, task_id: str) -> int:
-        return len(self.tasks[task_id]["depends_on"])
-
     def queues_all_downstream(self, task_id: str) -> bool:
         """Whether every direct downstream task of `task_id` is all_success."""
         return all(task in self.all_success_tasks for task in self.downstream[task_id])
@@ -31,10 +29,7 @@ class CompiledDag:
 
 def compile_spec(version_id: int, spec: dict) -> CompiledDag:
     tasks = {task["id"]: task for task in spec["tasks"]}
-    downstream: dict[str, list[str]] = {task_id: [] for task_id in tasks}
-    for task in spec["tasks"]:
-        for upstream in task["depends_on"]:
-            downstream[upstream].append(task["id"])
+    downstream = downstream_map(spec)
     return CompiledDag(
         version_id=version_id,
         dag_id=spec["id"],

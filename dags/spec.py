@@ -590,11 +590,6 @@ def _check_graph(spec: dict, errors: list[str]) -> None:
         errors.append(f"cycle: {' -> '.join(names + names[:1])}")
 
 
-def topological_order(spec: dict) -> list[str]:
-    """Task ids with every task after its upstreams; ties broken by id, so the order is stable."""
-    return list(nx.lexicographical_topological_sort(_graph(spec)))
-
-
 def downstream_map(spec: dict) -> dict[str, list[str]]:
     """Task id -> ids of the tasks that depend on it directly, in file order."""
     downstream: dict[str, list[str]] = {task["id"]: [] for task in spec["tasks"]}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dags.spec import SpecError, downstream_map, normalize_cron, parse_dag, topological_order
+from dags.spec import SpecError, downstream_map, normalize_cron, parse_dag
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -397,10 +397,6 @@ def diamond() -> dict:
           - {id: a, command: x}
         """
     )
-
-
-def test_topological_order_of_a_diamond():
-    assert topological_order(diamond()) == ["a", "b", "c", "d"]
 
 
 def test_downstream_map_of_a_diamond():
