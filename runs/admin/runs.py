@@ -10,7 +10,6 @@ from dags.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     dag_filter,
-    excerpt,
     pretty_json,
     seconds,
     state_badge,
@@ -18,10 +17,10 @@ from dags.admin import (
 
 from .. import services
 from ..models import DagRun, TaskInstance
-from .common import CANCEL
+from .common import CANCEL, TaskInstanceDisplay
 
 
-class TaskInstanceInline(ReadOnlyInline, admin.TabularInline):
+class TaskInstanceInline(TaskInstanceDisplay, ReadOnlyInline, admin.TabularInline):
     model = TaskInstance
     fields = (
         "task_id",
@@ -40,22 +39,6 @@ class TaskInstanceInline(ReadOnlyInline, admin.TabularInline):
     def get_queryset(self, request: HttpRequest):
         # Each row's title names the run's DAG.
         return super().get_queryset(request).select_related("run__dag")
-
-    @admin.display(description="state")
-    def state_display(self, ti: TaskInstance):
-        return state_badge(ti.state)
-
-    @admin.display(description="tries")
-    def tries(self, ti: TaskInstance) -> str:
-        return f"{ti.try_number}/{ti.max_tries}"
-
-    @admin.display(description="duration")
-    def duration_display(self, ti: TaskInstance) -> str:
-        return seconds(ti.duration)
-
-    @admin.display(description="error")
-    def error_excerpt(self, ti: TaskInstance) -> str:
-        return excerpt(ti.error)
 
 
 @admin.register(DagRun)

@@ -20,7 +20,7 @@ from dags.admin import (
 
 from .. import services
 from ..models import TaskAttempt, TaskInstance
-from .common import RETRY, run_link
+from .common import RETRY, TaskInstanceDisplay, run_link
 
 
 class AttemptDisplay:
@@ -62,7 +62,7 @@ class TaskAttemptInline(AttemptDisplay, ReadOnlyInline, admin.StackedInline):
 
 
 @admin.register(TaskInstance)
-class TaskInstanceAdmin(ReadOnlyAdmin):
+class TaskInstanceAdmin(TaskInstanceDisplay, ReadOnlyAdmin):
     list_display = (
         "task_id",
         "dag",
@@ -123,18 +123,6 @@ class TaskInstanceAdmin(ReadOnlyAdmin):
     @admin.display(description="run", ordering="run__created_at")
     def run_display(self, ti: TaskInstance):
         return run_link(ti.run_id)
-
-    @admin.display(description="state", ordering="state")
-    def state_display(self, ti: TaskInstance):
-        return state_badge(ti.state)
-
-    @admin.display(description="tries")
-    def tries(self, ti: TaskInstance) -> str:
-        return f"{ti.try_number}/{ti.max_tries}"
-
-    @admin.display(description="duration")
-    def duration_display(self, ti: TaskInstance) -> str:
-        return seconds(ti.duration)
 
     @admin.display(description="error")
     def error_display(self, ti: TaskInstance):
