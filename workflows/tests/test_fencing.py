@@ -77,7 +77,7 @@ def test_the_reconciler_kills_what_is_left_of_a_lost_attempt_on_its_host(tmp_pat
     it before it records the attempt lost (and before the retry is sent)."""
     run = trigger_run(submit(dag("left-behind", task("a", "true", queue="nobody", retries=1))))
     instance = TaskInstance.objects.get(run=run)
-    claim = states.claim(instance.id, 0, f"gone@{socket.gethostname()}", lease_secs=-60)
+    states.claim(instance.id, 0, f"gone@{socket.gethostname()}", lease_secs=-60)
     marker = {
         "FLOWFORGE_RUN_ID": str(run.id),
         "FLOWFORGE_TASK_ID": "a",
@@ -100,10 +100,10 @@ def test_the_reconciler_kills_what_is_left_of_a_lost_attempt_on_its_host(tmp_pat
             socket.gethostname(),
             leftover.pid,
         )
-        assert claim.try_number == 1
     finally:
         for process in (leftover, stranger):
-            os.killpg(process.pid, signal.SIGKILL) if process_group_alive(process.pid) else None
+            if process_group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 

@@ -10,19 +10,19 @@ from django.core.checks import run_checks
 from testkit.engine import ROOT
 
 
-def check_ids(settings) -> set[str]:
+def check_ids() -> set[str]:
     return {message.id for message in run_checks(tags=["flowforge"])}
 
 
 def test_a_heartbeat_slower_than_half_the_lease_is_an_error(settings):
-    assert check_ids(settings) == set()
+    assert check_ids() == set()
     settings.FLOWFORGE_LEASE_SECS, settings.FLOWFORGE_HEARTBEAT_SECS = 10, 6
-    assert check_ids(settings) == {"flowforge.E001"}
+    assert check_ids() == {"flowforge.E001"}
 
 
 def test_a_visibility_timeout_below_the_default_task_timeout_is_a_warning(settings):
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
-    assert check_ids(settings) == {"flowforge.W002"}
+    assert check_ids() == {"flowforge.W002"}
 
 
 @pytest.mark.parametrize(
