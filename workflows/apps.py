@@ -5,4 +5,4 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
 
     def ready(self) -> None:
-        from . import checks, dispatch, heartbeats  # noqa: F401  (they register handlers)
+        from . import checks, heartbeats  # noqa: F401  (they register checks and handlers)

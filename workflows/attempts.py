@@ -27,10 +27,10 @@ from runs.messages import TaskMessage, publish_now
 from runs.models import TaskInstance
 
 from . import shutdown
+from .dispatch import complete_attempt
 from .executors import AttemptContext, ExecutionResult, execute
 from .executors.python import stop_running_callable
 from .leases import Lease
-from .signals import attempt_finished
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,9 +138,7 @@ def _announce(claim: states.Claim, result: ExecutionResult, compiled: CompiledDa
     the lease expires and the reconciler ends the attempt as "worker lost".
     """
     try:
-        wait_for_database(
-            attempt_finished.send, CompiledDag, claim=claim, result=result, compiled=compiled
-        )
+        wait_for_database(complete_attempt, claim, result, compiled)
     except DATABASE_UNAVAILABLE:
         log.exception(
             "could not record try %s of %s/%s; the reconciler will when its lease expires",

@@ -13,7 +13,6 @@ import logging
 from collections import defaultdict
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.dispatch import receiver
 from django.utils import timezone
 
 from dags.boundary import clean, clean_text
@@ -26,17 +25,16 @@ from runs.states import Claim, Latch, TaskState
 
 from .executors import ExecutionResult
 from .retry import retry_delay
-from .signals import attempt_finished
 from .trigger_rules import Decision, decide
 
 log = logging.getLogger(__name__)
 
 
-@receiver(attempt_finished)
-def complete_attempt(
-    sender, claim: Claim, result: ExecutionResult, compiled: CompiledDag, **kwargs
-) -> str | None:
-    """Returns the state the instance moved to, or None if it had been moved already.
+def complete_attempt(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> str | None:
+    """Record an ended attempt and move its instance on: the worker calls this when an
+    attempt ends, the reconciler when it gives a lost one up.
+
+    Returns the state the instance moved to, or None if it had been moved already.
 
     The attempt's text crosses the storage boundary first (dags/boundary.py: NUL shown as
     ␀, lone surrogates as �). Should storing its output or error still fail, its outcome

@@ -22,17 +22,16 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dags.compiled import CompiledDag, compiled_version
+from dags.compiled import compiled_version
 from runs import states
 from runs.messages import TaskMessage, publish_on_commit
 from runs.models import DagRun, TaskInstance
 from runs.services import admit_queued_runs
 from runs.states import RunState, TaskState
 
-from .dispatch import propagate
+from .dispatch import complete_attempt, propagate
 from .executors import ExecutionResult
 from .executors.process import KILL_GRACE_SECS, kill_attempt_group
-from .signals import attempt_finished
 from .trigger_rules import decide
 
 log = logging.getLogger(__name__)
@@ -136,11 +135,10 @@ def fail_lost_attempts(now: datetime) -> int:
             claim, pgid = taken
             if pgid and states.worker_host(claim.worker) == socket.gethostname():
                 kill_attempt_group(pgid, claim.run_id, claim.task_id, claim.try_number)
-            attempt_finished.send(
-                sender=CompiledDag,
-                claim=claim,
-                result=ExecutionResult(succeeded=False, error=WORKER_LOST, pgid=pgid),
-                compiled=compiled_version(claim.dag_version_id),
+            complete_attempt(
+                claim,
+                ExecutionResult(succeeded=False, error=WORKER_LOST, pgid=pgid),
+                compiled_version(claim.dag_version_id),
             )
             failed += 1
     return failed

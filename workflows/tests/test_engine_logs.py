@@ -21,7 +21,7 @@ def test_an_attempts_outcome_is_logged_with_run_dag_task_and_try(caplog):
     claim = states.claim(TaskInstance.objects.get(run=run).id, 0, "w@host", 60)
     with caplog.at_level(logging.INFO, logger="workflows.dispatch"):
         complete_attempt(
-            None, claim, ExecutionResult(succeeded=True), compiled_version(claim.dag_version_id)
+            claim, ExecutionResult(succeeded=True), compiled_version(claim.dag_version_id)
         )
     (record,) = [r for r in caplog.records if r.name == "workflows.dispatch"]
     fields = (record.run_id, record.dag_id, record.task_id, record.try_number)

@@ -130,7 +130,6 @@ def test_worker_finishing_after_it_was_given_up_keeps_the_first_record(queue):
 
     # The worker was only slow, not dead: its completion arrives late and changes nothing.
     late = complete_attempt(
-        sender=None,
         claim=claim,
         result=ExecutionResult(succeeded=True, exit_code=0),
         compiled=reconciler.compiled_version(claim.dag_version_id),

@@ -93,9 +93,7 @@ def test_output_that_still_cannot_be_stored_leaves_the_outcome_with_a_note():
     from dags.compiled import compiled_version
 
     result = ExecutionResult(succeeded=True, exit_code=0, stdout="fine", output=b"not json")
-    assert complete_attempt(None, claim, result, compiled_version(claim.dag_version_id)) == (
-        "success"
-    )
+    assert complete_attempt(claim, result, compiled_version(claim.dag_version_id)) == ("success")
     instance.refresh_from_db()
     attempt = TaskAttempt.objects.get(task_instance=instance)
     assert (instance.state, attempt.state, instance.output, attempt.stdout) == (
