@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from . import services
 from .api_fields import StrictCharField
-from .cron import next_tick, spec_cron
+from .cron import next_tick
 from .models import Dag
 
 READ = "dags.view_dag"
@@ -56,18 +56,18 @@ class DagSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_cron(self, dag: Dag) -> str | None:
-        return spec_cron(dag.spec)
+        return dag.cron
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_run_at(self, dag: Dag) -> str | None:
-        cron = spec_cron(dag.spec)
-        if not cron or dag.is_paused or not dag.is_active:
+        if not dag.cron or dag.is_paused or not dag.is_active:
             return None
-        return next_tick(cron, dag.timezone, timezone.now()).isoformat()
+        return next_tick(dag.cron, dag.timezone, timezone.now()).isoformat()
 
     @extend_schema_field(DagTaskSerializer(many=True))
     def get_tasks(self, dag: Dag) -> list[dict]:
-        return DagTaskSerializer(dag.spec.get("tasks", []), many=True).data
+        tasks = dag.dag_spec.tasks if dag.dag_spec else ()
+        return DagTaskSerializer(tasks, many=True).data
 
 
 class SubmitSerializer(serializers.Serializer):

@@ -5,19 +5,21 @@ Versions never change once written, so caching by id is always safe.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
+from .dag_spec import DagSpec, TaskSpec
 from .models import DagVersion
-from .spec import downstream_map
 
 
 @dataclass(frozen=True)
 class CompiledDag:
     version_id: int
     dag_id: str
-    spec: dict
-    tasks: dict[str, dict]  # task id -> task spec
+    spec: DagSpec
+    tasks: dict[str, TaskSpec]  # task id -> task spec
     downstream: dict[str, tuple[str, ...]]  # task id -> direct downstream task ids
     # Tasks with the all_success trigger rule: the engine queues them as it releases them.
     all_success_tasks: frozenset[str]
@@ -27,17 +29,18 @@ class CompiledDag:
         return all(task in self.all_success_tasks for task in self.downstream[task_id])
 
 
-def compile_spec(version_id: int, spec: dict) -> CompiledDag:
-    tasks = {task["id"]: task for task in spec["tasks"]}
-    downstream = downstream_map(spec)
+def compile_spec(version_id: int, spec: Mapping[str, Any] | DagSpec) -> CompiledDag:
+    """The engine's view of a spec, given typed or as stored (DagVersion.spec)."""
+    if not isinstance(spec, DagSpec):
+        spec = DagSpec.from_json(spec)
     return CompiledDag(
         version_id=version_id,
-        dag_id=spec["id"],
+        dag_id=spec.id,
         spec=spec,
-        tasks=tasks,
-        downstream={task_id: tuple(ids) for task_id, ids in downstream.items()},
+        tasks={task.id: task for task in spec.tasks},
+        downstream=spec.downstream,
         all_success_tasks=frozenset(
-            task_id for task_id, task in tasks.items() if task["trigger_rule"] == "all_success"
+            task.id for task in spec.tasks if task.trigger_rule == "all_success"
         ),
     )
 

@@ -7,16 +7,6 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from .spec import normalize_cron
-
-
-def spec_cron(spec: dict) -> str | None:
-    """The 5-field cron line a DAG spec is scheduled on, or None for manual runs only.
-    (Versions stored before the spec kept `cron` beside `schedule` have only the latter.)"""
-    if spec.get("cron"):
-        return spec["cron"]
-    return normalize_cron(spec["schedule"]) if spec.get("schedule") else None
-
 
 def latest_tick(expr: str, timezone: str, now: datetime) -> datetime:
     """The most recent tick at or before `now` (aware), in the DAG's timezone."""

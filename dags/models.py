@@ -1,6 +1,10 @@
 """DAG definitions: a Dag is a name users refer to, a DagVersion one immutable content."""
 
+from functools import cached_property
+
 from django.db import models
+
+from .dag_spec import DagSpec
 
 
 class Dag(models.Model):
@@ -33,16 +37,23 @@ class Dag(models.Model):
         return self.dag_id
 
     @property
-    def spec(self) -> dict:
-        return self.current_version.spec if self.current_version else {}
+    def dag_spec(self) -> DagSpec | None:
+        """The current version's spec (cached on that version); None before the first one."""
+        return self.current_version.dag_spec if self.current_version else None
 
     @property
     def schedule(self) -> str | None:
-        return self.spec.get("schedule")
+        """The schedule as the DAG file wrote it; None for manual runs only."""
+        return self.dag_spec.schedule if self.dag_spec else None
+
+    @property
+    def cron(self) -> str | None:
+        """The 5-field cron line the DAG is scheduled on; None for manual runs only."""
+        return self.dag_spec.cron if self.dag_spec else None
 
     @property
     def timezone(self) -> str:
-        return self.spec.get("timezone", "UTC")
+        return self.dag_spec.timezone if self.dag_spec else "UTC"
 
 
 class DagVersion(models.Model):
@@ -50,7 +61,7 @@ class DagVersion(models.Model):
 
     dag = models.ForeignKey(Dag, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
-    spec = models.JSONField()
+    spec = models.JSONField()  # DagSpec.to_json(); read it typed as `dag_spec`
     source = models.TextField()
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,3 +74,8 @@ class DagVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dag.dag_id} v{self.version}"
+
+    @cached_property
+    def dag_spec(self) -> DagSpec:
+        """`spec` as a DagSpec (read once per instance: a version never changes)."""
+        return DagSpec.from_json(self.spec)

@@ -1,12 +1,13 @@
-"""Keep each DAG's django-celery-beat PeriodicTask in step with its schedule and flags."""
+"""The one place that writes django-celery-beat's tables: each DAG's PeriodicTask, kept in
+step with its schedule and flags, and the fixed-interval entries FlowForge runs itself
+(the reconciler)."""
 
 from __future__ import annotations
 
 import json
 
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from .cron import spec_cron
 from .models import Dag
 
 SCHEDULED_TRIGGER_TASK = "flowforge.trigger_scheduled"
@@ -18,7 +19,7 @@ def periodic_task_name(dag: Dag) -> str:
 
 def sync(dag: Dag) -> PeriodicTask | None:
     """Create, update or disable the beat entry that triggers `dag` on its cron."""
-    cron = spec_cron(dag.spec)
+    cron = dag.cron
     name = periodic_task_name(dag)
     if not cron:
         PeriodicTask.objects.filter(name=name).delete()
@@ -43,3 +44,21 @@ def sync(dag: Dag) -> PeriodicTask | None:
         },
     )
     return task
+
+
+def ensure_interval_entry(name: str, task: str, every_secs: int) -> PeriodicTask:
+    """Create or update the beat entry `name` that sends `task` every `every_secs`
+    seconds. A send that waited longer than the interval expires: the next is due."""
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=every_secs, period=IntervalSchedule.SECONDS
+    )
+    entry, _ = PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "task": task,
+            "interval": interval,
+            "crontab": None,
+            "expire_seconds": every_secs,
+        },
+    )
+    return entry

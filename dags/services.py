@@ -10,6 +10,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 
 from . import schedules
+from .dag_spec import DagSpec
 from .models import Dag, DagVersion
 from .spec import SpecError, parse_dag, parse_document
 
@@ -25,8 +26,9 @@ class SubmitResult:
     outcome: str
 
 
-def content_hash(spec: dict) -> str:
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+def content_hash(stored_spec: dict) -> str:
+    """Of a spec as stored (DagSpec.to_json()): the same content, the same hash."""
+    canonical = json.dumps(stored_spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -36,7 +38,8 @@ def submit_dag(text: str) -> SubmitResult:
     Raises SpecError (with every problem) before anything is written.
     """
     spec = parse_dag(text)
-    digest = content_hash(spec)
+    stored_spec = spec.to_json()
+    digest = content_hash(stored_spec)
     with transaction.atomic():
         dag, created = _locked_dag(spec)
         current = dag.current_version
@@ -47,11 +50,11 @@ def submit_dag(text: str) -> SubmitResult:
             return SubmitResult(dag, current, "reactivated")
         number = (current.version + 1) if current else 1
         version = DagVersion.objects.create(
-            dag=dag, version=number, spec=spec, source=text, content_hash=digest
+            dag=dag, version=number, spec=stored_spec, source=text, content_hash=digest
         )
         dag.current_version = version
-        dag.name = spec["name"]
-        dag.description = spec["description"]
+        dag.name = spec.name
+        dag.description = spec.description
         dag.save(update_fields=["current_version", "name", "description", "updated_at"])
         _activate(dag)
     return SubmitResult(dag, version, "created" if created else "updated")
@@ -65,18 +68,18 @@ def _activate(dag: Dag) -> None:
     schedules.sync(dag)
 
 
-def _locked_dag(spec: dict) -> tuple[Dag, bool]:
+def _locked_dag(spec: DagSpec) -> tuple[Dag, bool]:
     """The Dag row for this spec, locked for the rest of the transaction."""
-    defaults = {"name": spec["name"], "description": spec["description"]}
+    defaults = {"name": spec.name, "description": spec.description}
     try:
         with transaction.atomic():
-            _, created = Dag.objects.get_or_create(dag_id=spec["id"], defaults=defaults)
+            _, created = Dag.objects.get_or_create(dag_id=spec.id, defaults=defaults)
     except IntegrityError:  # a concurrent submit created it first
         created = False
     dag = (
         Dag.objects.select_for_update(of=("self",))
         .select_related("current_version")
-        .get(dag_id=spec["id"])
+        .get(dag_id=spec.id)
     )
     return dag, created
 
@@ -115,11 +118,16 @@ def create_adhoc_dag(document: dict, kind: str) -> Dag:
     Raises SpecError before anything is written.
     """
     spec = parse_document(document)
+    stored_spec = spec.to_json()
     dag = Dag.objects.create(
-        dag_id=spec["id"], kind=kind, name=spec["name"], description=spec["description"]
+        dag_id=spec.id, kind=kind, name=spec.name, description=spec.description
     )
     dag.current_version = DagVersion.objects.create(
-        dag=dag, version=1, spec=spec, source=json.dumps(document), content_hash=content_hash(spec)
+        dag=dag,
+        version=1,
+        spec=stored_spec,
+        source=json.dumps(document),
+        content_hash=content_hash(stored_spec),
     )
     dag.save(update_fields=["current_version"])
     return dag

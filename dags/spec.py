@@ -1,4 +1,4 @@
-"""DAG file parsing: YAML text in, one validated and normalized spec dict out.
+"""DAG file parsing: YAML text in, one validated and normalized DagSpec out.
 
 Pure Python (no Django), so the API, the CLI and the tests share one set of rules.
 Every problem in a file is collected and raised together as a single SpecError.
@@ -21,6 +21,7 @@ import yaml
 from croniter import CroniterError, croniter
 
 from . import boundary
+from .dag_spec import DagSpec
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 CALLABLE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -590,15 +591,6 @@ def _check_graph(spec: dict, errors: list[str]) -> None:
         errors.append(f"cycle: {' -> '.join(names + names[:1])}")
 
 
-def downstream_map(spec: dict) -> dict[str, list[str]]:
-    """Task id -> ids of the tasks that depend on it directly, in file order."""
-    downstream: dict[str, list[str]] = {task["id"]: [] for task in spec["tasks"]}
-    for task in spec["tasks"]:
-        for upstream in task["depends_on"]:
-            downstream[upstream].append(task["id"])
-    return downstream
-
-
 # --- entry point -------------------------------------------------------------------------------
 
 
@@ -634,7 +626,7 @@ def _duplicate_key_errors(duplicates: list, document: dict, tasks: Any) -> list[
     ]
 
 
-def parse_dag(text: str) -> dict:
+def parse_dag(text: str) -> DagSpec:
     """Parse and validate one DAG file; raise SpecError naming every problem found."""
     try:
         boundary.check_size(len(text.encode("utf-8", "surrogatepass")), "the DAG file")
@@ -650,7 +642,7 @@ def parse_dag(text: str) -> dict:
     )
 
 
-def parse_document(document: dict, earlier_errors: list[str] | None = None) -> dict:
+def parse_document(document: dict, earlier_errors: list[str] | None = None) -> DagSpec:
     """Validate an already-loaded DAG mapping (from YAML, or built by the jobs API)."""
     errors = _unstorable_text(document)
     spec = _read_dag(document, errors)
@@ -659,4 +651,4 @@ def parse_document(document: dict, earlier_errors: list[str] | None = None) -> d
     errors.extend(earlier_errors or [])
     if errors:
         raise SpecError(errors)
-    return spec
+    return DagSpec.from_json(spec)

@@ -122,7 +122,10 @@ def database_config() -> dict:
 
 DATABASES = {"default": database_config()}
 if os.environ.get("FLOWFORGE_TEST_DB_NAME"):  # one test database per test session
-    DATABASES["default"]["TEST"] = {"NAME": os.environ["FLOWFORGE_TEST_DB_NAME"]}
+    _test_db = os.environ["FLOWFORGE_TEST_DB_NAME"]
+    DATABASES["default"]["TEST"] = {
+        "NAME": _test_db if "DATABASE_URL" in os.environ else VAR_DIR / f"{_test_db}.sqlite3"
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

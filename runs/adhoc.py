@@ -82,12 +82,13 @@ def submit_job(data: dict, idempotency_key: str | None = None) -> tuple[Job, boo
     try:
         with transaction.atomic():
             dag = _job_dag(document)
+            task = dag.current_version.dag_spec.task("job")
             run = trigger_run(dag, triggered_by="api")
             job = Job.objects.create(
                 run=run,
-                type=document["tasks"][0]["type"],
+                type=task.type,
                 input=data,
-                max_retries=document["tasks"][0]["retries"],
+                max_retries=task.retries,
                 idempotency_key=key,
             )
     except IntegrityError:
@@ -152,4 +153,4 @@ def submit_workflow(data: dict) -> Workflow:
     with transaction.atomic():
         dag = create_adhoc_dag(document, Dag.Kind.WORKFLOW)
         run = trigger_run(dag, triggered_by="api")
-        return Workflow.objects.create(run=run, name=document["name"], input=data)
+        return Workflow.objects.create(run=run, name=dag.name, input=data)

@@ -38,25 +38,19 @@ def trigger_run(
     with transaction.atomic():
         dag = _locked_dag(dag)
         compiled = compiled_version(dag.current_version_id)
-        run = DagRun.objects.create(
-            dag=dag,
-            dag_version_id=compiled.version_id,
+        run = states.create_run(
+            dag_pk=dag.pk,
+            version_id=compiled.version_id,
             triggered_by=triggered_by,
             logical_date=logical_date or timezone.now(),
-            params={**compiled.spec["params"], **(params or {})},
+            params={**compiled.spec.params, **(params or {})},
             idempotency_key=idempotency_key,
-            tasks_unfinished=len(compiled.tasks),
+            latches={
+                task_id: (1 + task.retries, len(task.depends_on))
+                for task_id, task in compiled.tasks.items()
+            },
         )
-        TaskInstance.objects.bulk_create(
-            TaskInstance(
-                run=run,
-                task_id=task_id,
-                max_tries=1 + task["retries"],
-                pending_upstream=len(task["depends_on"]),
-            )
-            for task_id, task in compiled.tasks.items()
-        )
-        if _has_room(dag, compiled.spec["max_active_runs"]):
+        if _has_room(dag, compiled.spec.max_active_runs):
             _start(run)
     return run
 
@@ -94,7 +88,7 @@ def admit_queued_runs(dag_pk: int) -> int:
     started = 0
     with transaction.atomic():
         dag = Dag.objects.select_for_update().get(pk=dag_pk)
-        limit = compiled_version(dag.current_version_id).spec["max_active_runs"]
+        limit = compiled_version(dag.current_version_id).spec.max_active_runs
         for run in DagRun.objects.filter(dag=dag, state=RunState.QUEUED).order_by("created_at"):
             if not _has_room(dag, limit):
                 break
@@ -125,8 +119,8 @@ def _has_room(dag: Dag, max_active_runs: int) -> bool:
 
 def _start(run: DagRun) -> None:
     """queued -> running, and its root task instances pending -> queued, published on commit."""
-    if states.start_run(run.id):
-        run.state, run.started_at = RunState.RUNNING, timezone.now()
+    if started_at := states.start_run(run.id):
+        run.state, run.started_at = RunState.RUNNING, started_at
     compiled = compiled_version(run.dag_version_id)
     roots = list(
         TaskInstance.objects.filter(
@@ -135,7 +129,7 @@ def _start(run: DagRun) -> None:
     )
     moved = set(states.leave_pending([pk for pk, _ in roots], TaskState.QUEUED))
     publish_on_commit(
-        TaskMessage(pk, 0, compiled.tasks[task_id]["queue"]) for pk, task_id in roots if pk in moved
+        TaskMessage(pk, 0, compiled.tasks[task_id].queue) for pk, task_id in roots if pk in moved
     )
 
 
@@ -175,9 +169,7 @@ def retry_task(run: DagRun, task_id: str) -> DagRun:
             if rows[t].state in TaskState.FINAL
         ]
         _clear(run, compiled, rows, cleared)
-        DeadLetter.objects.filter(task_instance=rows[task_id], retried_at=None).update(
-            retried_at=timezone.now()
-        )
+        states.mark_dead_letters_retried(rows[task_id].id)
     run.refresh_from_db()
     return run
 
@@ -206,14 +198,14 @@ def _clear(run: DagRun, compiled, rows: dict, cleared: list[TaskInstance]) -> No
         return TaskState.PENDING if upstream in cleared_ids else rows[upstream].state
 
     for ti in cleared:
-        ups = [outcome(u) for u in compiled.tasks[ti.task_id]["depends_on"]]
+        ups = [outcome(u) for u in compiled.tasks[ti.task_id].depends_on]
         latch = {
             "pending_upstream": sum(s not in TaskState.FINAL for s in ups),
             "upstream_succeeded": sum(s == TaskState.SUCCESS for s in ups),
             "upstream_failed": sum(s in TaskState.FAILING for s in ups),
             "upstream_skipped": sum(s in (TaskState.SKIPPED, TaskState.CANCELLED) for s in ups),
         }
-        retries = compiled.tasks[ti.task_id]["retries"]
+        retries = compiled.tasks[ti.task_id].retries
         states.clear_instance(ti.id, ti.state, max_tries=ti.try_number + 1 + retries, latch=latch)
         ti.pending_upstream = latch["pending_upstream"]
     failing = sum(ti.state in TaskState.FAILING for ti in cleared)
@@ -221,7 +213,7 @@ def _clear(run: DagRun, compiled, rows: dict, cleared: list[TaskInstance]) -> No
     ready = [ti for ti in cleared if ti.pending_upstream == 0]
     moved = set(states.leave_pending([ti.id for ti in ready], TaskState.QUEUED))
     publish_on_commit(
-        TaskMessage(ti.id, ti.try_number, compiled.tasks[ti.task_id]["queue"])
+        TaskMessage(ti.id, ti.try_number, compiled.tasks[ti.task_id].queue)
         for ti in ready
         if ti.id in moved
     )

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from dags.dag_spec import DagSpec
 from dags.models import Dag
 
 from .messages import queue_depths
@@ -30,8 +31,9 @@ def by_state(model, states) -> dict[str, int]:
 
 def known_queues() -> list[str]:
     queues = {"default", "dead_letter"}
-    for spec in Dag.objects.filter(is_active=True).values_list("current_version__spec", flat=True):
-        queues.update(task["queue"] for task in (spec or {}).get("tasks", []))
+    active = Dag.objects.filter(is_active=True, current_version__isnull=False)
+    for stored in active.values_list("current_version__spec", flat=True):
+        queues.update(task.queue for task in DagSpec.from_json(stored).tasks)
     return sorted(queues)
 
 

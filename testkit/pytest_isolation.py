@@ -28,7 +28,10 @@ def _setup() -> None:
     pid = os.getpid()
     os.environ["CELERY_BROKER_URL"] = f"{base_url}/{db}"
     os.environ["FLOWFORGE_QUEUE_PREFIX"] = f"t{pid}."
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flowforge")
+    if os.environ.get("FLOWFORGE_TEST_BACKEND") == "sqlite":  # the embedded default's
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flowforge")
     os.environ["FLOWFORGE_TEST_DB_NAME"] = f"test_flowforge_{pid}"
     # A key of the session's own: with DATABASE_URL set, the settings refuse to start
     # without one (the workers and servers the tests start inherit it).

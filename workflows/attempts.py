@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from django.conf import settings
@@ -61,12 +61,11 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             )
             return None
         compiled = wait_for_database(compiled_version, claim.dag_version_id)
+        task = compiled.tasks[claim.task_id]
         context = AttemptContext(
-            task=compiled.tasks[claim.task_id],
+            task=task,
             params=claim.params,
-            upstream_outputs=UpstreamOutputs(
-                claim.run_id, compiled.tasks[claim.task_id]["depends_on"]
-            ),
+            upstream_outputs=UpstreamOutputs(claim.run_id, task.depends_on),
             run_id=claim.run_id,
             try_number=claim.try_number,
             dags_folder=str(settings.FLOWFORGE_DAGS_FOLDER),
@@ -108,7 +107,7 @@ class UpstreamOutputs(Mapping):
     argument), so they do not pay for the query.
     """
 
-    def __init__(self, run_id: str, upstream_ids: list[str]) -> None:
+    def __init__(self, run_id: str, upstream_ids: Sequence[str]) -> None:
         self.run_id, self.upstream_ids = run_id, upstream_ids
         self._outputs: dict | None = None
 
@@ -166,7 +165,7 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
         return
     if not handed_back:  # cancelled or given up meanwhile: nothing of it is left to run
         return
-    publish_now([TaskMessage(claim.instance_id, claim.try_number - 1, task["queue"])])
+    publish_now([TaskMessage(claim.instance_id, claim.try_number - 1, task.queue)])
     log.warning(
         "worker shutting down: %s/%s try %s stopped and handed back; the next worker starts it",
         compiled.dag_id,

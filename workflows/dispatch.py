@@ -1,13 +1,14 @@
 """The completion handler: record an attempt, move its instance on, release what it unblocks.
 
-One transaction per completed attempt. Downstream instances are counted down with one
+Two paths, chosen in `_complete`. The fast path (a success whose downstream tasks are all
+all_success) is runs/states' finish statement alone, with no transaction around it; every
+other outcome runs in one transaction. Downstream instances are counted down with one
 UPDATE ... RETURNING per group (the latch), so the cost of a completion depends on the
 task's own fan-out, never on the size of its run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections import defaultdict
@@ -17,9 +18,9 @@ from django.utils import timezone
 
 from dags.boundary import clean, clean_text
 from dags.compiled import CompiledDag
+from dags.dag_spec import TaskSpec
 from runs import states
 from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
-from runs.models import DeadLetter, TaskAttempt
 from runs.services import admit_queued_runs
 from runs.states import Claim, Latch, TaskState
 
@@ -79,104 +80,106 @@ def _without_text(result: ExecutionResult, exc: Exception) -> ExecutionResult:
 
 
 def _complete(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> str | None:
-    task = compiled.tasks[claim.task_id]
-    target, retry_in = _next_state(claim, result, task)
-    # The common case, a success whose downstream tasks are all all_success, is complete
-    # in finish_task's one statement, outside any transaction; other outcomes run in one.
-    simple = target == TaskState.SUCCESS and compiled.queues_all_downstream(claim.task_id)
-    with contextlib.nullcontext() if simple else transaction.atomic():
-        finish = states.finish_task(
-            claim,
-            target,
-            downstream=compiled.downstream[claim.task_id],
-            queue_ids=compiled.all_success_tasks,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            next_retry_at=(
-                timezone.now() + timezone.timedelta(seconds=retry_in) if retry_in else None
-            ),
-            exit_code=result.exit_code,
-            error=result.error,
-            output=result.output,
-            pgid=result.pgid,
-        )
-        log.info(
-            "%s/%s try %s: %s %s",
-            compiled.dag_id,
-            claim.task_id,
-            claim.try_number,
-            target if finish.moved else "ended after the instance was moved on; recorded only",
-            result.error,
-            extra=claim.log_fields(compiled.dag_id),
-        )
-        if not finish.moved:
-            _record_late_attempt(claim, result)
-            return None
-        if target == TaskState.UP_FOR_RETRY:
-            publish_on_commit(
-                [TaskMessage(claim.instance_id, claim.try_number, task["queue"], retry_in)]
-            )
-            return target
-        if target == TaskState.FAILED:
-            _dead_letter(claim, compiled, result)
-        # What trigger rules decide now commits as one (after a plain success, that is an
-        # all_success task whose upstream tasks are done but not all succeeded).
-        undecided = any(
-            latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches
-        )
-        with transaction.atomic(savepoint=False) if undecided else contextlib.nullcontext():
+    target, retry_in = _next_state(claim, result, compiled.tasks[claim.task_id])
+    if target == TaskState.SUCCESS and compiled.queues_all_downstream(claim.task_id):
+        return _complete_fast(claim, result, compiled)
+    with transaction.atomic():
+        return _complete_in_transaction(claim, result, compiled, target, retry_in)
+
+
+def _complete_fast(claim: Claim, result: ExecutionResult, compiled: CompiledDag) -> str | None:
+    """The fast path, for the common case: a success whose downstream tasks are all
+    all_success. finish_task's one statement does everything, outside any transaction;
+    only a downstream task that can no longer run (an upstream failed or was skipped)
+    needs one more, transactional, step."""
+    finish = _finish(claim, result, compiled, TaskState.SUCCESS)
+    if not finish.moved:
+        states.record_late_attempt(claim, **_record(result))
+        return None
+    if any(latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches):
+        with transaction.atomic():
             _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+    else:
+        _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+    return TaskState.SUCCESS
+
+
+def _complete_in_transaction(
+    claim: Claim, result: ExecutionResult, compiled: CompiledDag, target: str, retry_in: float
+) -> str | None:
+    """Every other outcome; the caller holds the transaction."""
+    finish = _finish(claim, result, compiled, target, retry_in)
+    if not finish.moved:
+        states.record_late_attempt(claim, **_record(result))
+        return None
+    if target == TaskState.UP_FOR_RETRY:
+        queue = compiled.tasks[claim.task_id].queue
+        publish_on_commit([TaskMessage(claim.instance_id, claim.try_number, queue, retry_in)])
+        return target
+    if target == TaskState.FAILED:
+        _dead_letter(claim, compiled, result)
+    _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
 
 
-def _next_state(claim: Claim, result: ExecutionResult, task: dict) -> tuple[str, float]:
+def _finish(
+    claim: Claim,
+    result: ExecutionResult,
+    compiled: CompiledDag,
+    target: str,
+    retry_in: float = 0.0,
+) -> states.Finish:
+    finish = states.finish_task(
+        claim,
+        target,
+        downstream=compiled.downstream[claim.task_id],
+        queue_ids=compiled.all_success_tasks,
+        next_retry_at=(timezone.now() + timezone.timedelta(seconds=retry_in) if retry_in else None),
+        output=result.output,
+        **_record(result),
+    )
+    log.info(
+        "%s/%s try %s: %s %s",
+        compiled.dag_id,
+        claim.task_id,
+        claim.try_number,
+        target if finish.moved else "ended after the instance was moved on; recorded only",
+        result.error,
+        extra=claim.log_fields(compiled.dag_id),
+    )
+    return finish
+
+
+def _record(result: ExecutionResult) -> dict:
+    """What an attempt's row records of its result."""
+    return {
+        "pgid": result.pgid,
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "error": result.error,
+    }
+
+
+def _next_state(claim: Claim, result: ExecutionResult, task: TaskSpec) -> tuple[str, float]:
     if result.succeeded:
         return TaskState.SUCCESS, 0.0
     if claim.try_number < claim.max_tries:
         # The backoff counts the tries of the current set of 1 + retries: a task cleared
         # or retried from the dead-letter queue starts afresh (CONTRACT section 9).
-        tries_in_set = claim.try_number - (claim.max_tries - 1 - task["retries"])
+        tries_in_set = claim.try_number - (claim.max_tries - 1 - task.retries)
         delay = retry_delay(
             max(tries_in_set, 1),
-            task["retry_delay_secs"],
-            task["retry_max_delay_secs"],
-            task["backoff"],
+            task.retry_delay_secs,
+            task.retry_max_delay_secs,
+            task.backoff,
         )
         return TaskState.UP_FOR_RETRY, max(delay, 0.001)
     return TaskState.FAILED, 0.0
 
 
-def _record_late_attempt(claim: Claim, result: ExecutionResult) -> None:
-    """Someone moved the instance on before this attempt ended: a cancel (which records
-    nothing), the reconciler (which recorded this try as "worker lost"), or this very
-    completion retried after its commit's answer was lost. The first record stands."""
-    TaskAttempt.objects.get_or_create(
-        task_instance_id=claim.instance_id,
-        try_number=claim.try_number,
-        defaults={
-            "state": TaskState.CANCELLED,
-            "worker": claim.worker,
-            "host": states.worker_host(claim.worker),
-            "pgid": result.pgid,
-            "started_at": claim.started_at,
-            "finished_at": timezone.now(),
-            "exit_code": result.exit_code,
-            "stdout": result.stdout,
-            "stderr": result.stderr,
-            "error": result.error,
-        },
-    )
-
-
 def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -> None:
-    entry = DeadLetter.objects.create(
-        run_id=claim.run_id,
-        task_instance_id=claim.instance_id,
-        dag_id=compiled.dag_id,
-        task_id=claim.task_id,
-        attempts=claim.try_number,
-        error=result.error,
-    )
+    entry = states.record_dead_letter(claim, compiled.dag_id, result.error)
     publish_dead_letter_on_commit(
         {
             "id": entry.id,
@@ -217,7 +220,7 @@ def _carry_on(
     while latches:
         moved = _decide(compiled, latches)
         ready += [
-            TaskMessage(pk, 0, compiled.tasks[task_id]["queue"])
+            TaskMessage(pk, 0, compiled.tasks[task_id].queue)
             for pk, task_id in moved.get(TaskState.QUEUED, [])
         ]
         frontier = {
@@ -270,7 +273,7 @@ def _decide(compiled: CompiledDag, latches: list[Latch]) -> dict[str, list[tuple
             moved[TaskState.QUEUED].append(member)  # by the release itself
         if latch.state != TaskState.PENDING:
             continue
-        rule = compiled.tasks[latch.task_id]["trigger_rule"]
+        rule = compiled.tasks[latch.task_id].trigger_rule
         decision = decide(rule, latch.pending, latch.succeeded, latch.failed, latch.skipped)
         if decision != Decision.WAIT:
             decided[decision.value].append(member)

@@ -4,7 +4,6 @@ alive, what it consumes and which task instances it is running (/api/v1/workers)
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
@@ -13,7 +12,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from runs.models import WorkerHeartbeat
+from runs import states
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -28,16 +27,7 @@ def running_instance_ids() -> list[int]:
 
 
 def beat(hostname: str, queues: list[str], started_at) -> None:
-    WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname,
-        defaults={
-            "pid": os.getpid(),
-            "queues": queues,
-            "running": running_instance_ids(),
-            "started_at": started_at,
-            "last_heartbeat": timezone.now(),
-        },
-    )
+    states.record_worker_heartbeat(hostname, queues, running_instance_ids(), started_at)
 
 
 def _loop(hostname: str, queues: list[str]) -> None:

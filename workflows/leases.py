@@ -25,8 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from runs.models import TaskInstance
-from runs.states import TaskState
+from runs import states
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +96,7 @@ class Lease:
         when the database could not be reached (the lease stays as it was)."""
         lease = timezone.now() + timezone.timedelta(seconds=settings.FLOWFORGE_LEASE_SECS)
         try:
-            return bool(
-                TaskInstance.objects.filter(
-                    id=self.instance_id, try_number=self.try_number, state=TaskState.RUNNING
-                ).update(lease_expires_at=lease, pgid=self.pgid)
-            )
+            return states.renew_lease(self.instance_id, self.try_number, lease, self.pgid)
         except DatabaseError:  # the database is away: keep running, try again next beat
             log.warning(
                 "could not renew the lease of task instance %s",

@@ -21,7 +21,9 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
+from dags import schedules
 from dags.compiled import compiled_version
 from runs import states
 from runs.messages import TaskMessage, publish_on_commit
@@ -192,12 +194,12 @@ def release_stuck_pending(now: datetime) -> int:
     released = 0
     for pk, task_id, tries, run_id, version_id, succeeded, failed, skipped in stuck[:BATCH]:
         compiled = compiled_version(version_id)
-        target = decide(compiled.tasks[task_id]["trigger_rule"], 0, succeeded, failed, skipped)
+        target = decide(compiled.tasks[task_id].trigger_rule, 0, succeeded, failed, skipped)
         with transaction.atomic():
             if not states.leave_pending([pk], target.value):
                 continue
             if target.value == TaskState.QUEUED:
-                publish_on_commit([TaskMessage(pk, tries, compiled.tasks[task_id]["queue"])])
+                publish_on_commit([TaskMessage(pk, tries, compiled.tasks[task_id].queue)])
             else:
                 propagate(str(run_id), compiled, {task_id: target.value})
             released += 1
@@ -253,33 +255,19 @@ def _requeue(ids: list[int], transition: Callable[[list[int]], list[states.Repub
             TaskMessage(
                 row.instance_id,
                 row.try_number,
-                compiled_version(row.dag_version_id).tasks[row.task_id]["queue"],
+                compiled_version(row.dag_version_id).tasks[row.task_id].queue,
             )
             for row in moved
         )
     return len(moved)
 
 
-def ensure_schedule():
+def ensure_schedule() -> PeriodicTask:
     """The beat entry that runs the reconciler every FLOWFORGE_RECONCILE_SECS.
 
     The migration creates it; beat calls this when it starts, so the interval follows
     the setting of the beat that runs it and the entry comes back if it was deleted.
     """
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    every = settings.FLOWFORGE_RECONCILE_SECS
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=every, period=IntervalSchedule.SECONDS
+    return schedules.ensure_interval_entry(
+        SCHEDULE_NAME, RECONCILE_TASK, settings.FLOWFORGE_RECONCILE_SECS
     )
-    task, _ = PeriodicTask.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "task": RECONCILE_TASK,
-            "interval": interval,
-            "crontab": None,
-            # A pass that waited longer than the interval is stale: the next one is due.
-            "expire_seconds": every,
-        },
-    )
-    return task

@@ -50,12 +50,12 @@ def trigger_scheduled(dag_id: str) -> str | None:
     """Fired by beat on a DAG's cron: the run of the latest tick, made at most once."""
     from django.utils import timezone
 
-    from dags.cron import latest_tick, spec_cron
+    from dags.cron import latest_tick
     from dags.models import Dag
     from runs.services import trigger_scheduled as trigger_tick
 
     dag = Dag.objects.filter(dag_id=dag_id, is_active=True, is_paused=False).first()
-    cron = spec_cron(dag.spec) if dag else None
+    cron = dag.cron if dag else None
     if not cron:
         log.info("not triggering %s: paused, deactivated or unscheduled", dag_id)
         return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from runs.states import all_success_ready
+
 
 class Decision(StrEnum):
     WAIT = "wait"
@@ -29,9 +31,9 @@ def decide(rule: str, pending: int, succeeded: int, failed: int, skipped: int) -
 
 def _when_all_done(rule: str, succeeded: int, failed: int, skipped: int) -> Decision:
     if rule == "all_success":
-        if failed:
-            return Decision.UPSTREAM_FAILED
-        return Decision.SKIP if skipped else Decision.RUN
+        if all_success_ready(0, failed, skipped):
+            return Decision.RUN
+        return Decision.UPSTREAM_FAILED if failed else Decision.SKIP
     if rule == "all_failed":
         return Decision.RUN if not succeeded and not skipped else Decision.SKIP
     if rule == "all_done":

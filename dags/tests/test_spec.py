@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from dags.spec import SpecError, downstream_map, normalize_cron, parse_dag
+from dags.dag_spec import DagSpec, TaskSpec
+from dags.spec import SpecError, normalize_cron, parse_dag
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def dag(yaml_text: str, **kwargs) -> dict:
+def dag(yaml_text: str, **kwargs) -> DagSpec:
     return parse_dag(textwrap.dedent(yaml_text), **kwargs)
 
 
@@ -30,8 +31,8 @@ def one_task(extra: str, task_type: str = "shell") -> str:
     return f"id: d\ntasks:\n  - id: t{type_line}\n    {body[task_type]}{lines}\n"
 
 
-def tasks_of(spec: dict) -> dict[str, dict]:
-    return {task["id"]: task for task in spec["tasks"]}
+def tasks_of(spec: DagSpec) -> dict[str, TaskSpec]:
+    return {task.id: task for task in spec.tasks}
 
 
 # --- the two sample files ---------------------------------------------------------------------
@@ -40,45 +41,45 @@ def tasks_of(spec: dict) -> dict[str, dict]:
 def test_etl_sample_loads_unchanged():
     spec = parse_dag((EXAMPLES / "etl-pipeline.yaml").read_text())
     tasks = tasks_of(spec)
-    assert spec["id"] == "etl-pipeline"
-    assert spec["name"] == "ETL Data Pipeline"
-    assert (spec["schedule"], spec["cron"]) == ("0 0 * * * *", "0 * * * *")
-    assert spec["default_retries"] == 3
+    assert spec.id == "etl-pipeline"
+    assert spec.name == "ETL Data Pipeline"
+    assert (spec.schedule, spec.cron) == ("0 0 * * * *", "0 * * * *")
+    assert spec.default_retries == 3
     assert list(tasks) == ["extract-users", "extract-orders", "transform", "load"]
-    assert tasks["extract-users"]["retries"] == 3
-    assert tasks["extract-users"]["timeout_secs"] == 120
-    assert tasks["load"]["retries"] == 5
-    assert tasks["load"]["timeout_secs"] == 300
-    assert tasks["load"]["env"] == {"WAREHOUSE_URL": "postgres://warehouse:5432/analytics"}
-    assert tasks["transform"]["depends_on"] == ["extract-users", "extract-orders"]
-    assert tasks["transform"]["type"] == "shell"
-    json.dumps(spec)  # the spec is stored as JSON
+    assert tasks["extract-users"].retries == 3
+    assert tasks["extract-users"].timeout_secs == 120
+    assert tasks["load"].retries == 5
+    assert tasks["load"].timeout_secs == 300
+    assert tasks["load"].env == {"WAREHOUSE_URL": "postgres://warehouse:5432/analytics"}
+    assert tasks["transform"].depends_on == ("extract-users", "extract-orders")
+    assert tasks["transform"].type == "shell"
+    json.dumps(spec.to_json())  # the spec is stored as JSON
 
 
 def test_data_pipeline_sample_loads_unchanged():
     spec = parse_dag((EXAMPLES / "data-pipeline.yaml").read_text())
     tasks = tasks_of(spec)
-    assert spec["id"] == spec["name"] == "data-pipeline"
-    assert spec["schedule"] is None
-    assert tasks["extract"]["timeout_secs"] == 300
-    assert tasks["transform"]["retries"] == 2
-    assert tasks["transform"]["backoff"] == "exponential"
-    assert tasks["transform"]["script"] == "transform.py"  # resolved on the worker
-    assert tasks["transform"]["depends_on"] == ["extract"]
-    assert tasks["load"]["method"] == "POST"
-    assert tasks["load"]["url"] == "https://warehouse.example.com/ingest"
-    assert tasks["load"]["expect_status"] is None
-    json.dumps(spec)
+    assert spec.id == spec.name == "data-pipeline"
+    assert spec.schedule is None
+    assert tasks["extract"].timeout_secs == 300
+    assert tasks["transform"].retries == 2
+    assert tasks["transform"].backoff == "exponential"
+    assert tasks["transform"].script == "transform.py"  # resolved on the worker
+    assert tasks["transform"].depends_on == ("extract",)
+    assert tasks["load"].method == "POST"
+    assert tasks["load"].url == "https://warehouse.example.com/ingest"
+    assert tasks["load"].expect_status is None
+    json.dumps(spec.to_json())
 
 
 def test_defaults_fill_every_key():
     spec = dag("id: d\ntasks:\n  - id: t\n    command: 'true'\n")
-    assert spec["timezone"] == "UTC" and spec["max_active_runs"] == 16
-    assert spec["catchup"] is False and spec["params"] == {} and spec["description"] == ""
-    task = spec["tasks"][0]
-    assert task["name"] == "t" and task["type"] == "shell" and task["retries"] == 0
-    assert (task["retry_delay_secs"], task["retry_max_delay_secs"]) == (1, 60)
-    assert (task["timeout_secs"], task["queue"], task["trigger_rule"]) == (
+    assert spec.timezone == "UTC" and spec.max_active_runs == 16
+    assert spec.catchup is False and spec.params == {} and spec.description == ""
+    task = spec.tasks[0]
+    assert task.name == "t" and task.type == "shell" and task.retries == 0
+    assert (task.retry_delay_secs, task.retry_max_delay_secs) == (1, 60)
+    assert (task.timeout_secs, task.queue, task.trigger_rule) == (
         3600,
         "default",
         "all_success",
@@ -97,17 +98,17 @@ def test_http_and_env_values_are_normalized():
             """,
             "http",
         )
-    )["tasks"][0]
-    assert task["method"] == "PUT"
-    assert task["headers"] == {"X-Count": "3", "X-Flag": "true"}
-    assert task["json"] == {"when": "2024-01-02", "n": [1, 2]}
-    assert task["expect_status"] == [200, 204]
-    assert task["env"] == {"DEBUG": "true"}
+    ).tasks[0]
+    assert task.method == "PUT"
+    assert task.headers == {"X-Count": "3", "X-Flag": "true"}
+    assert task.json == {"when": "2024-01-02", "n": [1, 2]}
+    assert task.expect_status == (200, 204)
+    assert task.env == {"DEBUG": "true"}
 
 
 def test_empty_optional_values_mean_defaults():
-    task = dag("id: d\ntasks:\n  - id: t\n    command: x\n    depends_on:\n    env:\n")["tasks"][0]
-    assert task["depends_on"] == [] and task["env"] == {}
+    task = dag("id: d\ntasks:\n  - id: t\n    command: x\n    depends_on:\n    env:\n").tasks[0]
+    assert task.depends_on == () and task.env == {}
 
 
 def test_start_date_is_read_in_the_dag_timezone():
@@ -120,8 +121,8 @@ def test_start_date_is_read_in_the_dag_timezone():
         tasks: [{id: t, command: 'true'}]
         """
     )
-    assert spec["start_date"] == "2024-07-01T00:00:00+02:00"
-    assert (spec["schedule"], spec["cron"]) == ("@daily", "0 0 * * *")  # echoed as written
+    assert spec.start_date == "2024-07-01T00:00:00+02:00"
+    assert (spec.schedule, spec.cron) == ("@daily", "0 0 * * *")  # echoed as written
 
 
 # --- cron ---------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def test_odd_documents_raise_spec_error_only(document):
 # --- graph helpers -----------------------------------------------------------------------------
 
 
-def diamond() -> dict:
+def diamond() -> DagSpec:
     return dag(
         """
         id: diamond
@@ -400,7 +401,14 @@ def diamond() -> dict:
 
 
 def test_downstream_map_of_a_diamond():
-    assert downstream_map(diamond()) == {"d": [], "c": ["d"], "b": ["d"], "a": ["c", "b"]}
+    assert diamond().downstream == {"d": (), "c": ("d",), "b": ("d",), "a": ("c", "b")}
+
+
+def test_task_by_id():
+    spec = diamond()
+    assert spec.task("b") is spec.tasks[2]
+    with pytest.raises(KeyError):
+        spec.task("e")
 
 
 def test_control_characters_are_a_syntax_error_not_a_crash():
@@ -414,3 +422,108 @@ def test_control_characters_are_a_syntax_error_not_a_crash():
 def test_values_too_large_for_the_database_are_rejected(line):
     with pytest.raises(SpecError, match="at most|from 0 to"):
         parse_dag(f"id: big\ntasks:\n  - id: a\n    command: x\n    {line}\n")
+
+
+# --- the stored form (DagVersion.spec) ---------------------------------------------------------
+
+RICH_DAG = """
+id: d
+schedule: "@daily"
+timezone: Europe/Paris
+start_date: 2024-07-01
+params: {a: 1, b: [1, 2]}
+max_active_tasks: 3
+tasks:
+  - id: t
+    type: http
+    url: http://x
+    headers: {X-Count: 3}
+    json: {when: 2024-01-02, n: [1, 2]}
+    expect_status: [200, 204]
+    timeout: 1.5m
+  - {id: p, type: python, callable: "m:f", depends_on: [t], retry: {maxAttempts: 3}}
+  - {id: s, command: x, depends_on: [t, p], env: {A: 1}, trigger_rule: all_done, queue: q}
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(RICH_DAG, id="rich"),
+        *(pytest.param(path.read_text(), id=path.name) for path in EXAMPLES.glob("*.yaml")),
+    ],
+)
+def test_stored_form_is_plain_json_and_reads_back_the_same(text):
+    spec = parse_dag(text)
+    stored = spec.to_json()
+    assert json.loads(json.dumps(stored)) == stored  # lists, not tuples; nothing else
+    assert DagSpec.from_json(stored) == spec
+
+
+def test_stored_form_holds_every_key():
+    assert dag("id: d\ntasks:\n  - id: t\n    command: 'true'\n").to_json() == {
+        "id": "d",
+        "name": "d",
+        "description": "",
+        "schedule": None,
+        "cron": None,
+        "timezone": "UTC",
+        "catchup": False,
+        "start_date": None,
+        "max_active_runs": 16,
+        "max_active_tasks": None,
+        "default_retries": 0,
+        "params": {},
+        "tasks": [
+            {
+                "id": "t",
+                "name": "t",
+                "type": "shell",
+                "command": "true",
+                "script": None,
+                "callable": None,
+                "method": "GET",
+                "url": None,
+                "headers": {},
+                "body": None,
+                "json": None,
+                "expect_status": None,
+                "depends_on": [],
+                "retries": 0,
+                "retry_delay_secs": 1,
+                "retry_max_delay_secs": 60,
+                "backoff": "exponential",
+                "timeout_secs": 3600,
+                "env": {},
+                "queue": "default",
+                "trigger_rule": "all_success",
+            }
+        ],
+    }
+
+
+def test_keys_an_older_version_did_not_store_take_the_parser_defaults():
+    stored = {"id": "d", "tasks": [{"id": "t", "command": "true"}]}
+    assert DagSpec.from_json(stored) == dag("id: d\ntasks:\n  - id: t\n    command: 'true'\n")
+
+
+def test_an_older_stored_version_reads():
+    stored = {  # before `cron`: `schedule` held the cron line; no trigger rules or backoff
+        "id": "old",
+        "name": "Old",
+        "schedule": "0 * * * *",
+        "max_active_runs": 2,
+        "params": {"a": 1},
+        "tasks": [
+            {"id": "a", "command": "x", "retries": 1, "retry_delay_secs": 5, "queue": "q"},
+            {"id": "b", "command": "y", "depends_on": ["a"], "no_longer_a_key": True},
+        ],
+    }
+    spec = DagSpec.from_json(stored)
+    assert (spec.name, spec.schedule, spec.cron) == ("Old", "0 * * * *", "0 * * * *")
+    assert (spec.max_active_runs, spec.params, spec.timezone) == (2, {"a": 1}, "UTC")
+    a, b = spec.tasks
+    assert (a.retries, a.retry_delay_secs, a.retry_max_delay_secs) == (1, 5, 60)
+    assert (a.backoff, a.trigger_rule, a.queue) == ("exponential", "all_success", "q")
+    assert (b.name, b.depends_on, b.timeout_secs, b.queue) == ("b", ("a",), 3600, "default")
+    assert spec.downstream == {"a": ("b",), "b": ()}

@@ -24,6 +24,11 @@ from .. import services
 from .common import TRIGGER
 
 
+def default_params(dag: Dag) -> dict:
+    """The params a run of `dag` gets unless the trigger gives its own."""
+    return dict(dag.dag_spec.params) if dag.dag_spec else {}
+
+
 @admin.register(Dag)
 class DagAdmin(DagFileAdmin):
     """dags/admin.py's DAG admin, with the action that starts runs."""
@@ -41,7 +46,7 @@ class DagAdmin(DagFileAdmin):
                 **self.admin_site.each_context(request),
                 "title": "Trigger a run",
                 "opts": self.model._meta,
-                "dags": [(dag, json.dumps(dag.spec.get("params") or {})) for dag in queryset],
+                "dags": [(dag, json.dumps(default_params(dag))) for dag in queryset],
                 "form": form,
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
                 "media": self.media + form.media,

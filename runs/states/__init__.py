@@ -1,15 +1,26 @@
-"""The state machine of runs and task instances (CONTRACT section 2).
+"""The single home of every write to runs, task instances, attempts, dead letters and
+leases (CONTRACT section 2).
 
-Every transition is one guarded UPDATE: it names the states it may leave, and a row that
-is in any other state is left alone (the caller learns it lost the race). Nothing else in
-the project writes `state` columns.
+Every transition is one named, guarded statement declared in machine.py: it names the
+states it may leave, and a row in any other state is left alone (the caller learns it
+lost the race). rules.py holds the readiness rule and the run countdown the statements
+compute in the database. Nothing else in the project writes these tables.
 """
 
-from .dag_runs import CANCELLABLE, cancel_run, count_finished_tasks, reopen_run, start_run
+from .dag_runs import (
+    cancel_run,
+    count_finished_tasks,
+    create_run,
+    finish_drained_run,
+    reopen_run,
+    start_run,
+)
 from .instances import (
+    CANCELLABLE,
     Claim,
     Finish,
     Latch,
+    cancel_instances,
     claim,
     clear_instance,
     finish_attempt,
@@ -20,45 +31,59 @@ from .instances import (
     release_downstream,
     worker_host,
 )
+from .leases import renew_lease, take_expired_lease
 from .machine import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
+    TRANSITIONS,
     RunState,
     TaskState,
+    Transition,
     TransitionRefused,
     check_task_transition,
 )
-from .repairs import (
-    Republish,
-    finish_drained_run,
-    requeue_overdue_retries,
-    requeue_stale_queued,
-    take_expired_lease,
+from .records import (
+    mark_dead_letters_retried,
+    record_dead_letter,
+    record_late_attempt,
+    record_worker_heartbeat,
 )
+from .repairs import Republish, requeue_overdue_retries, requeue_stale_queued
+from .rules import all_success_ready
 
 __all__ = [
     "CANCELLABLE",
     "RUN_TRANSITIONS",
     "TASK_TRANSITIONS",
+    "TRANSITIONS",
     "Claim",
     "Finish",
     "Latch",
     "Republish",
     "RunState",
     "TaskState",
+    "Transition",
     "TransitionRefused",
+    "all_success_ready",
+    "cancel_instances",
     "cancel_run",
     "check_task_transition",
     "claim",
     "clear_instance",
     "count_finished_tasks",
+    "create_run",
     "finish_attempt",
     "finish_drained_run",
     "finish_task",
     "hand_back",
     "leave_pending",
+    "mark_dead_letters_retried",
     "queue_retry",
+    "record_dead_letter",
+    "record_late_attempt",
+    "record_worker_heartbeat",
     "release_downstream",
+    "renew_lease",
     "reopen_run",
     "requeue_overdue_retries",
     "requeue_stale_queued",

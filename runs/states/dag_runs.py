@@ -1,89 +1,140 @@
-"""Run transitions: the countdown that ends a run, start, cancel, reopen."""
+"""Run transitions: create, start, the countdown that ends a run, cancel, reopen."""
 
 from __future__ import annotations
 
-from django.db import connection, models
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import DagRun, TaskInstance
-from .machine import RunState, TaskState
-from .sql import run_key, ts
-
-# The run's countdown, here and in the finish statement (instances.py): `final` more
-# instances are final, `failing` of them failed; the last one sets the run's final state.
-COUNTDOWN_SET = (
-    "tasks_unfinished = tasks_unfinished - %(final)s,"
-    " tasks_failed = tasks_failed + %(failing)s,"
-    " state = CASE WHEN tasks_unfinished - %(final)s > 0 THEN state"
-    "   WHEN tasks_failed + %(failing)s > 0 THEN 'failed' ELSE 'success' END,"
-    " finished_at = CASE WHEN tasks_unfinished - %(final)s > 0 THEN finished_at"
-    "   ELSE %(now)s END"
-)
+from .instances import COUNT, cancel_instances
+from .machine import RunState, transition
+from .rules import COUNTDOWN_STATES, countdown_set
+from .sql import execute, now, run_key
 
 
-def count_finished_tasks(run_id, finished: int, failing: int) -> str | None:
-    """Count final task instances down on the run; the last one sets its final state.
+def create_run(
+    *,
+    dag_pk: int,
+    version_id: int,
+    triggered_by: str,
+    logical_date: datetime,
+    params: Mapping[str, Any],
+    idempotency_key: str | None,
+    latches: Mapping[str, tuple[int, int]],
+) -> DagRun:
+    """Insert a queued run and its pending task instances; `latches` maps each task id
+    to (max_tries, number of upstream tasks). Raises IntegrityError on a repeated
+    idempotency key or (DAG, logical date)."""
+    with transaction.atomic():
+        run = DagRun.objects.create(
+            dag_id=dag_pk,
+            dag_version_id=version_id,
+            triggered_by=triggered_by,
+            logical_date=logical_date,
+            params=dict(params),
+            idempotency_key=idempotency_key,
+            tasks_unfinished=len(latches),
+        )
+        TaskInstance.objects.bulk_create(
+            TaskInstance(run=run, task_id=task_id, max_tries=tries, pending_upstream=upstream)
+            for task_id, (tries, upstream) in latches.items()
+        )
+    return run
 
-    Returns the run's new final state when this call finished it, else None.
+
+START = transition("start_run", "run", [RunState.QUEUED], [RunState.RUNNING])
+
+
+def start_run(run_id: Any) -> datetime | None:
+    """queued -> running, when the run's first tasks are dispatched. Returns the start
+    time, or None when the run was not queued."""
+    started = timezone.now()
+    rows = execute(
+        "UPDATE runs_dagrun SET state = %(target)s, started_at = %(now)s"
+        f" WHERE id = %(id)s AND {START.guard()} RETURNING id",
+        {**START.params(), "target": RunState.RUNNING, "now": now(), "id": run_key(run_id)},
+    )
+    return started if rows else None
+
+
+def _countdown(transition_, run_id: Any, final: int, failing: int, also: str = "") -> tuple | None:
+    rows = execute(
+        f"UPDATE runs_dagrun SET {countdown_set()}"
+        f" WHERE id = %(run_id)s AND {transition_.guard()}{also}"
+        " RETURNING state, tasks_unfinished",
+        {
+            **transition_.params(),
+            **COUNTDOWN_STATES,
+            "final": final,
+            "failing": failing,
+            "now": now(),
+            "run_id": run_key(run_id),
+        },
+    )
+    return rows[0] if rows else None
+
+
+def count_finished_tasks(run_id: Any, finished: int, failing: int) -> str | None:
+    """Count `finished` more final task instances (`failing` of them failed) down on a
+    running run; the last one sets its final state (the same countdown as the finish
+    statement's). Returns the run's new final state when this call finished it, else None.
     """
     if not finished:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE runs_dagrun SET {COUNTDOWN_SET}"
-            " WHERE id = %(run_id)s AND state = 'running' RETURNING state, tasks_unfinished",
+    row = _countdown(COUNT, run_id, finished, failing)
+    return row[0] if row and row[1] == 0 else None
+
+
+DRAIN = transition(
+    "finish_drained_run", "run", [RunState.RUNNING], [RunState.SUCCESS, RunState.FAILED]
+)
+
+
+def finish_drained_run(run_id: Any) -> str | None:
+    """running -> success | failed for a run whose countdown of unfinished tasks is 0
+    (the countdown with nothing more to count). Returns the final state, or None when
+    the run was not running or still has tasks."""
+    row = _countdown(DRAIN, run_id, 0, 0, " AND tasks_unfinished = 0")
+    return row[0] if row else None
+
+
+REOPEN = transition(
+    "reopen_run",
+    "run",
+    [RunState.RUNNING, RunState.FAILED, RunState.CANCELLED],
+    [RunState.RUNNING],
+)
+
+
+def reopen_run(run_id: Any, cleared: int, cleared_failing: int) -> bool:
+    """A run whose `cleared` final task instances (`cleared_failing` of them failed) run
+    again -> running: the countdown, counted back up."""
+    return _countdown(REOPEN, run_id, -cleared, -cleared_failing) is not None
+
+
+CANCEL_RUN = transition(
+    "cancel_run", "run", [RunState.QUEUED, RunState.RUNNING], [RunState.CANCELLED]
+)
+
+
+def cancel_run(run_id: Any) -> bool:
+    """queued | running -> cancelled, with every unfinished task instance (one
+    transaction). False when the run had already finished."""
+    with transaction.atomic():
+        rows = execute(
+            "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s"
+            f" WHERE id = %(id)s AND {CANCEL_RUN.guard()} RETURNING id",
             {
-                "final": finished,
-                "failing": failing,
-                "now": ts(timezone.now()),
-                "run_id": run_key(run_id),
+                **CANCEL_RUN.params(),
+                "target": RunState.CANCELLED,
+                "now": now(),
+                "id": run_key(run_id),
             },
         )
-        row = cursor.fetchone()
-    if row and row[1] == 0:
-        return row[0]
-    return None
-
-
-def start_run(run_id) -> bool:
-    """queued -> running, when the run's first tasks are dispatched."""
-    return bool(
-        DagRun.objects.filter(id=run_id, state=RunState.QUEUED).update(
-            state=RunState.RUNNING, started_at=timezone.now()
-        )
-    )
-
-
-# Instances a cancel stops: everything not yet final.
-CANCELLABLE = (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY)
-
-
-def cancel_run(run_id) -> bool:
-    """queued | running -> cancelled, with every unfinished task instance.
-
-    Running attempts notice at their next heartbeat (their lease renewal matches no
-    row) and stop their process group; their attempt is then recorded as cancelled.
-    """
-    now = timezone.now()
-    if not DagRun.objects.filter(id=run_id, state__in=[RunState.QUEUED, RunState.RUNNING]).update(
-        state=RunState.CANCELLED, finished_at=now
-    ):
-        return False
-    TaskInstance.objects.filter(run_id=run_id, state__in=CANCELLABLE).update(
-        state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None, next_retry_at=None
-    )
-    return True
-
-
-def reopen_run(run_id, cleared: int, cleared_failing: int) -> bool:
-    """A finished run whose tasks were cleared to run again -> running."""
-    return bool(
-        DagRun.objects.filter(id=run_id)
-        .exclude(state=RunState.QUEUED)
-        .update(
-            state=RunState.RUNNING,
-            finished_at=None,
-            tasks_unfinished=models.F("tasks_unfinished") + cleared,
-            tasks_failed=models.F("tasks_failed") - cleared_failing,
-        )
-    )
+        if rows:
+            cancel_instances(run_id)
+    return bool(rows)

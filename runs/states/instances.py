@@ -1,22 +1,33 @@
 """Task-instance transitions: claim, finish (with the release of downstream latches),
-leave pending, retry, clear."""
+hand back, leave pending, retry, clear, cancel."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import TaskAttempt, TaskInstance
 from ..prepared import Statement
-from .dag_runs import COUNTDOWN_SET, count_finished_tasks
-from .machine import TaskState, TransitionRefused, check_task_transition
-from .sql import load_json, placeholders, run_key, ts
+from .machine import RunState, TaskState, TransitionRefused, transition
+from .rules import COUNTDOWN_STATES, RELEASE_STATES, countdown_set, release_set
+from .sql import (
+    any_of,
+    execute,
+    id_list,
+    json_text,
+    json_value,
+    load_json,
+    now,
+    on_postgres,
+    run_key,
+    ts,
+)
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,13 @@ def claim_from_row(instance_id: int, row: tuple) -> Claim:
     )
 
 
+CLAIM = transition("claim", "task", [TaskState.QUEUED], [TaskState.RUNNING])
 _CLAIM = Statement(
     "claim",
-    "UPDATE runs_taskinstance SET state = 'running', try_number = try_number + 1,"
+    "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number + 1,"
     " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
     " worker = %(worker)s, next_retry_at = NULL, pgid = NULL"
-    " WHERE id = %(id)s AND state = 'queued' AND try_number = %(try_number)s"
+    f" WHERE id = %(id)s AND {CLAIM.guard()} AND try_number = %(try_number)s"
     " RETURNING run_id, task_id, try_number, max_tries,"
     " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
     " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
@@ -78,43 +90,49 @@ _CLAIM = Statement(
 
 
 def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
-    """queued -> running for the message that carries `try_number`; None if another won."""
-    now = timezone.now()
-    lease = now + timezone.timedelta(seconds=lease_secs)
+    """queued -> running for the message that carries `try_number`, with a lease of
+    `lease_secs` seconds; None if another message or worker won."""
+    started = timezone.now()
+    params = {
+        **CLAIM.params(),
+        "target": TaskState.RUNNING,
+        "now": ts(started),
+        "lease": ts(started + timezone.timedelta(seconds=lease_secs)),
+        "worker": worker,
+        "id": instance_id,
+        "try_number": try_number,
+    }
     with connection.cursor() as cursor:
-        _CLAIM.execute(
-            cursor,
-            {
-                "now": ts(now),
-                "lease": ts(lease),
-                "worker": worker,
-                "id": instance_id,
-                "try_number": try_number,
-            },
-        )
+        _CLAIM.execute(cursor, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    return claim_from_row(instance_id, (*row, worker, now))
+    return claim_from_row(instance_id, (*row, worker, started))
+
+
+QUEUE_RETRY = transition("queue_retry", "task", [TaskState.UP_FOR_RETRY], [TaskState.QUEUED])
 
 
 def queue_retry(instance_id: int, try_number: int) -> bool:
-    """up_for_retry -> queued, once its backoff has passed."""
-    return bool(
-        TaskInstance.objects.filter(
-            id=instance_id,
-            state=TaskState.UP_FOR_RETRY,
-            try_number=try_number,
-            next_retry_at__lte=timezone.now() + timezone.timedelta(seconds=1),
-        ).update(state=TaskState.QUEUED, queued_at=timezone.now())
+    """up_for_retry -> queued, once its backoff has passed (1 s early at most: the delayed
+    message may arrive a moment before the time the row holds)."""
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, queued_at = %(now)s"
+        f" WHERE id = %(id)s AND {QUEUE_RETRY.guard()} AND try_number = %(try_number)s"
+        " AND next_retry_at <= %(due)s RETURNING id",
+        {
+            **QUEUE_RETRY.params(),
+            "target": TaskState.QUEUED,
+            "now": now(),
+            "due": ts(timezone.now() + timezone.timedelta(seconds=1)),
+            "id": instance_id,
+            "try_number": try_number,
+        },
     )
+    return bool(rows)
 
 
-_HAND_BACK = (
-    "UPDATE runs_taskinstance SET state = %(queued)s, try_number = try_number - 1,"
-    " queued_at = %(now)s, started_at = NULL, lease_expires_at = NULL, worker = ''"
-    " WHERE id = %(id)s AND state = %(running)s AND try_number = %(try_number)s"
-)
+HAND_BACK = transition("hand_back", "task", [TaskState.RUNNING], [TaskState.QUEUED])
 
 
 def hand_back(claim: Claim) -> bool:
@@ -124,48 +142,20 @@ def hand_back(claim: Claim) -> bool:
     Returns False when the attempt was no longer this claim's (cancelled, given up).
     The caller publishes the instance's message again, with `claim.try_number - 1`.
     """
-    check_task_transition(TaskState.RUNNING, TaskState.QUEUED)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _HAND_BACK,
-            {
-                "queued": TaskState.QUEUED,
-                "running": TaskState.RUNNING,
-                "now": ts(timezone.now()),
-                "id": claim.instance_id,
-                "try_number": claim.try_number,
-            },
-        )
-        return cursor.rowcount == 1
-
-
-# Where an attempt that ran to its end leaves its instance.
-FINISHED = frozenset({TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED})
-
-
-def check_finish(target: str) -> None:
-    check_task_transition(TaskState.RUNNING, target)
-    if target not in FINISHED:
-        raise TransitionRefused(f"an attempt that ended cannot leave its task {target}")
-
-
-def finish_attempt(
-    instance_id: int, try_number: int, target: str, *, next_retry_at=None, **fields
-) -> bool:
-    """running -> success | up_for_retry | failed, for the attempt that holds the claim."""
-    check_finish(target)
-    # queued_at stays: with started_at it tells how long the attempt waited in the queue.
-    return bool(
-        TaskInstance.objects.filter(
-            id=instance_id, state=TaskState.RUNNING, try_number=try_number
-        ).update(
-            state=target,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-            next_retry_at=next_retry_at,
-            **fields,
-        )
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number - 1,"
+        " queued_at = %(now)s, started_at = NULL, lease_expires_at = NULL, worker = ''"
+        f" WHERE id = %(id)s AND {HAND_BACK.guard()} AND try_number = %(try_number)s"
+        " RETURNING id",
+        {
+            **HAND_BACK.params(),
+            "target": TaskState.QUEUED,
+            "now": now(),
+            "id": claim.instance_id,
+            "try_number": claim.try_number,
+        },
     )
+    return bool(rows)
 
 
 @dataclass(frozen=True)
@@ -191,180 +181,25 @@ class Finish:
     run_state: str | None  # the run's final state, when this finish ended the run
 
 
-def _release_counts(target: str) -> tuple[int, int, int]:
-    """(succeeded, failed, skipped): what an upstream in `target` adds to a latch."""
-    if target == TaskState.SUCCESS:
-        return 1, 0, 0
-    if target in TaskState.FAILING:
-        return 0, 1, 0
-    return 0, 0, 1
-
-
 LATCH_COLUMNS = (
     "id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed, upstream_skipped"
 )
+# The release of latches, here and as a step of the finish: it moves pending -> queued.
+RELEASE = transition("release", "task", [TaskState.PENDING], [TaskState.PENDING, TaskState.QUEUED])
 
 
-def _release_set(queued: str) -> str:
-    """The SET of a latch release, here and in the finish statement: `done` more upstream
-    tasks are final (`succeeded`, `failed`, `skipped`); a row matching the SQL condition
-    `queued` (an all_success task) goes pending -> queued once all of them succeeded."""
-    ready = (
-        f"{queued} AND state = 'pending' AND pending_upstream = %(done)s"
-        " AND upstream_failed + %(failed)s = 0 AND upstream_skipped + %(skipped)s = 0"
-    )
+def _release_sql(also: str = "") -> str:
+    """Count released upstream tasks down on the latches of the `downstream` instances of
+    run `run_id`, queueing those in `queue_ids` that are ready; `also` adds a condition."""
     return (
-        "pending_upstream = pending_upstream - %(done)s,"
-        " upstream_succeeded = upstream_succeeded + %(succeeded)s,"
-        " upstream_failed = upstream_failed + %(failed)s,"
-        " upstream_skipped = upstream_skipped + %(skipped)s,"
-        f" state = CASE WHEN {ready} THEN 'queued' ELSE state END,"
-        f" queued_at = CASE WHEN {ready} THEN %(now)s ELSE queued_at END"
+        f"UPDATE runs_taskinstance SET {release_set(any_of('task_id', 'queue_ids'))}"
+        f" WHERE run_id = %(run_id)s AND {any_of('task_id', 'downstream')}{also}"
+        f" RETURNING {LATCH_COLUMNS}"
     )
-
-
-def _named(prefix: str, items: Sequence) -> tuple[str, dict]:
-    """`(%(p0)s, %(p1)s, ...)` and its parameters: a list for SQL IN, on any backend."""
-    names = {f"{prefix}{n}": item for n, item in enumerate(items)}
-    return "(" + ", ".join(f"%({name})s" for name in names) + ")", names
-
-
-# One statement on PostgreSQL, so no transaction is needed around it: the guarded move,
-# the attempt's row, the release of the downstream latches (queueing those ready) and the
-# run's countdown all happen, or, when the move loses its race, none of them.
-_FINISH_SQL = f"""
-WITH moved AS (
-    UPDATE runs_taskinstance SET state = %(state)s, finished_at = %(now)s,
-        lease_expires_at = NULL, next_retry_at = %(next_retry_at)s,
-        exit_code = %(exit_code)s, error = %(error)s, output = %(output)s::jsonb
-    WHERE id = %(id)s AND state = 'running' AND try_number = %(try_number)s
-    RETURNING id
-), attempt AS (
-    INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, host, pgid,
-        started_at, finished_at, exit_code, stdout, stderr, error)
-    SELECT id, %(try_number)s, %(state)s, %(worker)s, %(host)s, %(pgid)s::integer,
-        %(started_at)s, %(now)s, %(exit_code)s::integer, %(stdout)s, %(stderr)s, %(error)s
-    FROM moved
-), released AS (
-    UPDATE runs_taskinstance SET {_release_set("task_id = ANY(%(queue_ids)s)")}
-    WHERE run_id = %(run_id)s AND task_id = ANY(%(downstream)s)
-        AND cardinality(%(downstream)s::varchar[]) > 0 AND EXISTS (SELECT FROM moved)
-    RETURNING {LATCH_COLUMNS}
-), counted AS (
-    UPDATE runs_dagrun SET {COUNTDOWN_SET}
-    WHERE id = %(run_id)s AND state = 'running' AND %(final)s > 0 AND EXISTS (SELECT FROM moved)
-    RETURNING state, tasks_unfinished
-)
-SELECT 'moved', id, NULL, NULL, NULL, NULL, NULL, NULL FROM moved
-UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeeded,
-    upstream_failed, upstream_skipped FROM released
-UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL FROM counted
-"""
-_FINISH = Statement("finish", _FINISH_SQL)
-
-
-def finish_task(
-    claim: Claim,
-    target: str,
-    *,
-    downstream: Sequence[str],
-    queue_ids: Collection[str],
-    stdout: str = "",
-    stderr: str = "",
-    next_retry_at=None,
-    exit_code: int | None = None,
-    error: str = "",
-    output=None,
-    pgid: int | None = None,
-) -> Finish:
-    """running -> success | up_for_retry | failed for the attempt that holds the claim,
-    with everything that follows from it in the same atomic step:
-
-    - the attempt's TaskAttempt row;
-    - for a final `target`, the latches of the `downstream` instances counted down, and
-      those in `queue_ids` (all_success tasks) queued once every upstream succeeded;
-    - for a final `target`, the instance counted down on its run, which ends with it.
-
-    The attempt row names the host the claim's worker runs on and `pgid`, the process
-    group the attempt ran (None: it ran none).
-
-    Downstream instances that another trigger rule now decides are left to the caller.
-    """
-    check_finish(target)
-    now = timezone.now()
-    final = target in TaskState.FINAL
-    succeeded, failed, skipped = _release_counts(target)
-    values = {
-        "state": target,
-        "now": now,
-        "next_retry_at": next_retry_at,
-        "exit_code": exit_code,
-        "error": error,
-        "output": output,
-        "id": claim.instance_id,
-        "try_number": claim.try_number,
-        "run_id": uuid.UUID(claim.run_id),
-        "downstream": list(downstream) if final else [],
-        "queue_ids": [task_id for task_id in downstream if task_id in queue_ids],
-        "done": 1,
-        "succeeded": succeeded,
-        "failed": failed,
-        "skipped": skipped,
-        "final": int(final),
-        "failing": int(target in TaskState.FAILING),
-        "worker": claim.worker,
-        "host": worker_host(claim.worker),
-        "pgid": pgid,
-        "started_at": claim.started_at,
-        "stdout": stdout,
-        "stderr": stderr,
-    }
-    if connection.vendor != "postgresql":
-        return _finish_task_stepwise(values)
-    with connection.cursor() as cursor:
-        _FINISH.execute(
-            cursor, {**values, "output": None if output is None else json.dumps(output)}
-        )
-        rows = cursor.fetchall()
-    latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
-    run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
-    return Finish(any(row[0] == "moved" for row in rows), latches, run_state)
-
-
-def _finish_task_stepwise(values: dict) -> Finish:
-    """finish_task where data-modifying CTEs are missing (SQLite): one step at a time,
-    in one transaction."""
-
-    def pick(*keys: str) -> dict:
-        return {key: values[key] for key in keys}
-
-    with transaction.atomic():
-        moved = finish_attempt(
-            values["id"],
-            values["try_number"],
-            values["state"],
-            **pick("next_retry_at", "exit_code", "error", "output"),
-        )
-        if not moved:
-            return Finish(False, [], None)
-        TaskAttempt.objects.create(
-            task_instance_id=values["id"],
-            finished_at=values["now"],
-            **pick("try_number", "state", "worker", "host", "pgid", "started_at"),
-            **pick("stdout", "stderr"),
-            **pick("exit_code", "error"),
-        )
-        latches = release_downstream(
-            values["run_id"],
-            values["downstream"],
-            **pick("succeeded", "failed", "skipped", "queue_ids"),
-        )
-        run_state = count_finished_tasks(values["run_id"], values["final"], values["failing"])
-    return Finish(True, latches, run_state)
 
 
 def release_downstream(
-    run_id,
+    run_id: Any,
     task_ids: Sequence[str],
     *,
     succeeded: int = 0,
@@ -380,66 +215,286 @@ def release_downstream(
     """
     if not task_ids:
         return []
-    downstream, params = _named("t", task_ids)
-    queued = [task_id for task_id in task_ids if task_id in queue_ids]
-    in_queued, queued_params = _named("q", queued)
-    params |= queued_params | {
-        "done": succeeded + failed + skipped,
+    rows = execute(
+        _release_sql(),
+        {
+            **RELEASE_STATES,
+            "run_id": run_key(run_id),
+            "downstream": id_list(task_ids),
+            "queue_ids": id_list([task_id for task_id in task_ids if task_id in queue_ids]),
+            "done": succeeded + failed + skipped,
+            "succeeded": succeeded,
+            "failed": failed,
+            "skipped": skipped,
+            "now": now(),
+        },
+    )
+    return [Latch(*row) for row in rows]
+
+
+def _release_counts(target: str) -> tuple[int, int, int]:
+    """(succeeded, failed, skipped): what an upstream in `target` adds to a latch."""
+    if target == TaskState.SUCCESS:
+        return 1, 0, 0
+    if target in TaskState.FAILING:
+        return 0, 1, 0
+    return 0, 0, 1
+
+
+# Where an attempt that ran to its end leaves its instance.
+FINISH = transition(
+    "finish",
+    "task",
+    [TaskState.RUNNING],
+    [TaskState.SUCCESS, TaskState.UP_FOR_RETRY, TaskState.FAILED],
+)
+# The countdown of a run, as a step of the finish (and in dag_runs.count_finished_tasks).
+COUNT = transition(
+    "countdown", "run", [RunState.RUNNING], [RunState.RUNNING, RunState.SUCCESS, RunState.FAILED]
+)
+
+
+@cache
+def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
+    """The finish, step by step, each after the first guarded on `moved`: the guarded
+    move, the attempt's row, the release of the downstream latches (queueing those
+    ready) and the run's countdown. `vendor` keys the cache: the SQL spells lists and
+    JSON as the backend does."""
+    after_move = " AND EXISTS (SELECT 1 FROM moved)"
+    return (
+        (
+            "moved",
+            "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+            " lease_expires_at = NULL, next_retry_at = %(next_retry_at)s,"
+            f" exit_code = %(exit_code)s, error = %(error)s, output = {json_value('output')}"
+            f" WHERE id = %(id)s AND {FINISH.guard()} AND try_number = %(try_number)s"
+            " RETURNING id",
+        ),
+        (
+            "attempt",
+            "INSERT INTO runs_taskattempt (task_instance_id, try_number, state, worker, host,"
+            " pgid, started_at, finished_at, exit_code, stdout, stderr, error)"
+            " SELECT id, %(try_number)s, %(target)s, %(worker)s, %(host)s,"
+            " CAST(%(pgid)s AS integer), %(started_at)s, %(now)s,"
+            " CAST(%(exit_code)s AS integer), %(stdout)s, %(stderr)s, %(error)s FROM moved",
+        ),
+        ("released", _release_sql(" AND %(final)s > 0" + after_move)),
+        (
+            "counted",
+            f"UPDATE runs_dagrun SET {countdown_set()}"
+            f" WHERE id = %(run_id)s AND {COUNT.guard()} AND %(final)s > 0{after_move}"
+            " RETURNING state, tasks_unfinished",
+        ),
+    )
+
+
+@cache
+def _finish_statement(vendor: str) -> Statement:
+    """The finish as one statement (PostgreSQL: data-modifying WITH): every step
+    happens, or, when the move loses its race, none of them. No transaction is needed
+    around it."""
+    steps = ", ".join(f"{name} AS ({sql})" for name, sql in _finish_steps(vendor))
+    return Statement(
+        "finish",
+        f"WITH {steps}"
+        " SELECT 'moved', id, NULL, NULL, NULL, NULL, NULL, NULL FROM moved"
+        " UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeeded,"
+        " upstream_failed, upstream_skipped FROM released"
+        " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
+        " FROM counted",
+    )
+
+
+def finish_task(
+    claim: Claim,
+    target: str,
+    *,
+    downstream: Sequence[str],
+    queue_ids: Collection[str],
+    stdout: str = "",
+    stderr: str = "",
+    next_retry_at: datetime | None = None,
+    exit_code: int | None = None,
+    error: str = "",
+    output: Any = None,
+    pgid: int | None = None,
+) -> Finish:
+    """running -> success | up_for_retry | failed for the attempt that holds the claim,
+    with everything that follows from it in the same atomic step:
+
+    - the attempt's TaskAttempt row;
+    - for a final `target`, the latches of the `downstream` instances counted down, and
+      those in `queue_ids` (all_success tasks) queued once every upstream succeeded;
+    - for a final `target`, the instance counted down on its run, which ends with it.
+
+    The attempt row names the host the claim's worker runs on and `pgid`, the process
+    group the attempt ran (None: it ran none). Raises TransitionRefused for another
+    `target`. Downstream instances that another trigger rule now decides are left to
+    the caller.
+    """
+    FINISH.check(target)
+    final = target in TaskState.FINAL
+    succeeded, failed, skipped = _release_counts(target)
+    params = {
+        **FINISH.params(),
+        **COUNT.params(),
+        **RELEASE_STATES,
+        **COUNTDOWN_STATES,
+        "target": target,
+        "now": now(),
+        "next_retry_at": ts(next_retry_at),
+        "exit_code": exit_code,
+        "error": error,
+        "output": json_text(output),
+        "id": claim.instance_id,
+        "try_number": claim.try_number,
+        "run_id": run_key(claim.run_id),
+        "downstream": id_list(downstream),
+        "queue_ids": id_list([task_id for task_id in downstream if task_id in queue_ids]),
+        "done": 1,
         "succeeded": succeeded,
         "failed": failed,
         "skipped": skipped,
-        "now": ts(timezone.now()),
-        "run_id": run_key(run_id),
+        "final": int(final),
+        "failing": int(target in TaskState.FAILING),
+        "worker": claim.worker,
+        "host": worker_host(claim.worker),
+        "pgid": pgid,
+        "started_at": ts(claim.started_at),
+        "stdout": stdout,
+        "stderr": stderr,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE runs_taskinstance SET {_release_set(f'task_id IN {in_queued}' if queued else '1 = 0')}"
-            f" WHERE run_id = %(run_id)s AND task_id IN {downstream} RETURNING {LATCH_COLUMNS}",
-            params,
-        )
-        return [Latch(*row) for row in cursor.fetchall()]
+    if on_postgres():
+        with connection.cursor() as cursor:
+            _finish_statement(connection.vendor).execute(cursor, params)
+            rows = cursor.fetchall()
+        latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
+        run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
+        return Finish(any(row[0] == "moved" for row in rows), latches, run_state)
+    return _finish_stepwise(params)
 
 
-def leave_pending(instance_ids: list[int], target: str) -> list[int]:
-    """pending -> queued | upstream_failed | skipped; returns the ids that moved."""
-    check_task_transition(TaskState.PENDING, target)
+def _finish_stepwise(params: dict[str, Any]) -> Finish:
+    """finish_task where data-modifying WITH is missing (SQLite): the same steps one at
+    a time, in one transaction, each later one reading `moved` from the first's row."""
+    (_, move), *later = _finish_steps(connection.vendor)
+    with transaction.atomic():
+        moved = execute(move, params)
+        if not moved:
+            return Finish(False, [], None)
+        results = {
+            name: execute(f"WITH moved(id) AS (VALUES (%(id)s)) {sql}", params)
+            for name, sql in later
+        }
+    latches = [Latch(*row) for row in results["released"]]
+    counted = results["counted"]
+    return Finish(True, latches, counted[0][0] if counted and counted[0][1] == 0 else None)
+
+
+def finish_attempt(
+    instance_id: int, try_number: int, target: str, *, next_retry_at: datetime | None = None
+) -> bool:
+    """The finish's first step alone: running -> success | up_for_retry | failed, with no
+    attempt row, release or countdown (what a crash right after the move leaves)."""
+    FINISH.check(target)
+    (_, move), *_ = _finish_steps(connection.vendor)
+    params = {
+        **FINISH.params(),
+        "target": target,
+        "now": now(),
+        "next_retry_at": ts(next_retry_at),
+        "exit_code": None,
+        "error": "",
+        "output": None,
+        "id": instance_id,
+        "try_number": try_number,
+    }
+    return bool(execute(move, params))
+
+
+LEAVE_PENDING = transition(
+    "leave_pending",
+    "task",
+    [TaskState.PENDING],
+    [TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED],
+)
+
+
+def leave_pending(instance_ids: Sequence[int], target: str) -> list[int]:
+    """pending -> queued | upstream_failed | skipped; returns the ids that moved.
+    Raises TransitionRefused for another `target`."""
+    LEAVE_PENDING.check(target)
     if not instance_ids:
         return []
-    now = ts(timezone.now())
     final = target in TaskState.FINAL
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE runs_taskinstance SET state = %s, queued_at = %s, finished_at = %s"
-            f" WHERE state = %s AND id IN ({placeholders(instance_ids)}) RETURNING id",
-            [
-                target,
-                None if final else now,
-                now if final else None,
-                TaskState.PENDING,
-                *instance_ids,
-            ],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, queued_at = %(queued_at)s,"
+        " finished_at = %(finished_at)s"
+        f" WHERE {any_of('id', 'ids')} AND {LEAVE_PENDING.guard()} RETURNING id",
+        {
+            **LEAVE_PENDING.params(),
+            "target": target,
+            "queued_at": None if final else now(),
+            "finished_at": now() if final else None,
+            "ids": id_list(instance_ids),
+        },
+    )
+    return [row[0] for row in rows]
+
+
+CLEAR = transition(
+    "clear",
+    "task",
+    [TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED],
+    [TaskState.PENDING],
+)
 
 
 def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict) -> bool:
-    """failed | upstream_failed | skipped | cancelled -> pending, to run again.
+    """failed | upstream_failed | skipped | cancelled -> pending, to run again, guarded
+    on `source`, the state the caller saw.
 
     `latch` holds the recomputed pending_upstream and upstream_* counts; the attempt
     count goes on from where it was, with a fresh retry budget in `max_tries`.
     """
-    check_task_transition(source, TaskState.PENDING)
-    return bool(
-        TaskInstance.objects.filter(id=instance_id, state=source).update(
-            state=TaskState.PENDING,
-            max_tries=max_tries,
-            queued_at=None,
-            started_at=None,
-            finished_at=None,
-            next_retry_at=None,
-            lease_expires_at=None,
-            exit_code=None,
-            error="",
+    if source not in CLEAR.sources:
+        raise TransitionRefused(f"clear: a task cannot go from {source} to pending")
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, max_tries = %(max_tries)s,"
+        " queued_at = NULL, started_at = NULL, finished_at = NULL, next_retry_at = NULL,"
+        " lease_expires_at = NULL, exit_code = NULL, error = '',"
+        " pending_upstream = %(pending_upstream)s,"
+        " upstream_succeeded = %(upstream_succeeded)s,"
+        " upstream_failed = %(upstream_failed)s, upstream_skipped = %(upstream_skipped)s"
+        " WHERE id = %(id)s AND state = %(source)s RETURNING id",
+        {
+            "target": TaskState.PENDING,
+            "source": source,
+            "max_tries": max_tries,
+            "id": instance_id,
             **latch,
-        )
+        },
     )
+    return bool(rows)
+
+
+# Instances a cancel stops: everything not yet final.
+CANCEL = transition(
+    "cancel",
+    "task",
+    [TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY],
+    [TaskState.CANCELLED],
+)
+CANCELLABLE = CANCEL.sources
+
+
+def cancel_instances(run_id: Any) -> int:
+    """Every unfinished instance of the run -> cancelled. Running attempts notice at
+    their next lease renewal (it matches no row) and stop their process group."""
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+        " lease_expires_at = NULL, next_retry_at = NULL"
+        f" WHERE run_id = %(run_id)s AND {CANCEL.guard()} RETURNING id",
+        {**CANCEL.params(), "target": TaskState.CANCELLED, "now": now(), "run_id": run_key(run_id)},
+    )
+    return len(rows)

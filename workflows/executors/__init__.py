@@ -11,12 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dags.dag_spec import TaskSpec
+
 TAIL_CHARS = 16_000
 
 
 @dataclass
 class AttemptContext:
-    task: dict
+    task: TaskSpec
     params: dict
     upstream_outputs: Mapping[str, Any]  # upstream task id -> output; may load on first read
     run_id: str = ""
@@ -49,7 +51,7 @@ def format_seconds(seconds: float) -> str:
 
 def execute(ctx: AttemptContext) -> ExecutionResult:
     """Runs the attempt with the executor for its task type; never raises for a failing task."""
-    task_type = ctx.task.get("type") or "shell"
+    task_type = ctx.task.type
     run_attempt = _EXECUTORS.get(task_type)
     if run_attempt is None:
         known = ", ".join(sorted(_EXECUTORS))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import requests
 from urllib3.exceptions import NameResolutionError, ReadTimeoutError
+
+from dags.dag_spec import TaskSpec
 
 from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
 
@@ -25,10 +28,10 @@ class _Stopped(Exception):
 
 def run(ctx: AttemptContext) -> ExecutionResult:
     task = ctx.task
-    url = task.get("url") or ""
+    url = task.url or ""
     if not url:
         return ExecutionResult(succeeded=False, error="http task has no 'url'")
-    timeout_secs = task.get("timeout_secs") or None
+    timeout_secs = task.timeout_secs or None
     try:
         response = _send(task, url, timeout_secs)
         with response:
@@ -44,14 +47,13 @@ def run(ctx: AttemptContext) -> ExecutionResult:
     return _response_result(response, body, truncated, task, url)
 
 
-def _send(task: dict, url: str, timeout_secs: float | None) -> requests.Response:
-    body, json_body = task.get("body"), task.get("json")
+def _send(task: TaskSpec, url: str, timeout_secs: float | None) -> requests.Response:
     return requests.request(
-        (task.get("method") or "GET").upper(),
+        task.method.upper(),
         url,
-        headers=task.get("headers") or {},
-        data=body,
-        json=json_body if body is None else None,
+        headers=task.headers,
+        data=task.body,
+        json=task.json if task.body is None else None,
         timeout=timeout_secs,
         stream=True,
     )
@@ -77,7 +79,7 @@ def _read_body(
 
 
 def _response_result(
-    response: requests.Response, body: bytes, truncated: bool, task: dict, url: str
+    response: requests.Response, body: bytes, truncated: bool, task: TaskSpec, url: str
 ) -> ExecutionResult:
     text = body.decode(response.encoding or "utf-8", errors="replace")
     output = {
@@ -85,7 +87,7 @@ def _response_result(
         "body": _output_body(response, body, text, truncated),
     }
     result = ExecutionResult(succeeded=True, stdout=text[-TAIL_CHARS:], output=output)
-    expected = task.get("expect_status")
+    expected = task.expect_status
     if not _status_expected(response.status_code, expected):
         result.succeeded = False
         wanted = ", ".join(str(code) for code in expected) if expected else "2xx"
@@ -105,7 +107,7 @@ def _output_body(response: requests.Response, body: bytes, text: str, truncated:
     return text[:TAIL_CHARS]
 
 
-def _status_expected(status_code: int, expected: list[int] | None) -> bool:
+def _status_expected(status_code: int, expected: Sequence[int] | None) -> bool:
     if expected:
         return status_code in expected
     return 200 <= status_code < 300

@@ -309,9 +309,9 @@ def _supervise(
 def attempt_env(ctx: AttemptContext) -> dict[str, str]:
     """The worker's environment plus the task's env and the FLOWFORGE_* attempt variables."""
     env = dict(os.environ)
-    env.update({str(name): str(value) for name, value in (ctx.task.get("env") or {}).items()})
+    env.update({str(name): str(value) for name, value in ctx.task.env.items()})
     env["FLOWFORGE_RUN_ID"] = str(ctx.run_id)
-    env["FLOWFORGE_TASK_ID"] = str(ctx.task.get("id", ""))
+    env["FLOWFORGE_TASK_ID"] = ctx.task.id
     env["FLOWFORGE_TRY_NUMBER"] = str(ctx.try_number)
     env["FLOWFORGE_PARAMS"] = json.dumps(ctx.params, default=str)
     return env
@@ -331,7 +331,7 @@ def run_attempt(
     argv: list[str], ctx: AttemptContext, *, what: str, env: dict[str, str], cwd: str | None = None
 ) -> ExecutionResult:
     """Runs argv for the attempt and turns the outcome into a result; `what` names it in errors."""
-    timeout_secs = ctx.task.get("timeout_secs")
+    timeout_secs = ctx.task.timeout_secs
     try:
         outcome = run_process(
             argv,

@@ -49,9 +49,9 @@ class CallableNotFound(Exception):
 
 
 def run(ctx: AttemptContext) -> ExecutionResult:
-    if ctx.task.get("callable"):
+    if ctx.task.callable:
         return run_callable(ctx)
-    if ctx.task.get("script"):
+    if ctx.task.script:
         return run_script(ctx)
     return ExecutionResult(
         succeeded=False, error="python task needs a 'callable' or a 'script' to run"
@@ -59,9 +59,10 @@ def run(ctx: AttemptContext) -> ExecutionResult:
 
 
 def run_script(ctx: AttemptContext) -> ExecutionResult:
-    path = os.path.abspath(os.path.join(ctx.dags_folder or os.getcwd(), ctx.task["script"]))
+    script = ctx.task.script or ""
+    path = os.path.abspath(os.path.join(ctx.dags_folder or os.getcwd(), script))
     if not os.path.isfile(path):
-        where = "" if os.path.isabs(ctx.task["script"]) else " (relative to the DAGs folder)"
+        where = "" if os.path.isabs(script) else " (relative to the DAGs folder)"
         return ExecutionResult(succeeded=False, error=f"script not found: {path}{where}")
     env = attempt_env(ctx)
     env["FLOWFORGE_UPSTREAM"] = json.dumps(dict(ctx.upstream_outputs), default=str)
@@ -74,7 +75,7 @@ def run_script(ctx: AttemptContext) -> ExecutionResult:
 
 
 def run_callable(ctx: AttemptContext) -> ExecutionResult:
-    spec = ctx.task["callable"]
+    spec = ctx.task.callable or ""
     try:
         func = resolve_callable(spec, ctx.dags_folder)
     except CallableNotFound as exc:
@@ -85,7 +86,7 @@ def run_callable(ctx: AttemptContext) -> ExecutionResult:
         )
     kwargs = _keyword_arguments(ctx, _names_accepted_by(func))
     stdout, stderr = TailBuffer(), TailBuffer()
-    timeout_secs = ctx.task.get("timeout_secs")
+    timeout_secs = ctx.task.timeout_secs
     result = ExecutionResult(succeeded=False)
     value = _UNSET
     try:

@@ -7,7 +7,7 @@ from .process import attempt_env, run_attempt
 
 
 def run(ctx: AttemptContext) -> ExecutionResult:
-    command = ctx.task.get("command")
+    command = ctx.task.command
     if not command:
         return ExecutionResult(succeeded=False, error="shell task has no 'command' to run")
     return run_attempt(["/bin/sh", "-c", command], ctx, what="command", env=attempt_env(ctx))

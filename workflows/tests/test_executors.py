@@ -13,15 +13,17 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dags.dag_spec import TaskSpec
 from workflows.executors import TAIL_CHARS, AttemptContext, ExecutionResult, execute
 from workflows.executors.fence import KILL_GRACE_SECS
 
 
-def make_task(**overrides: object) -> dict:
-    task = {
+def make_task(**overrides: Any) -> TaskSpec:
+    task: dict[str, Any] = {
         "id": "t1",
         "name": "t1",
         "type": "shell",
@@ -34,7 +36,7 @@ def make_task(**overrides: object) -> dict:
         "body": None,
         "json": None,
         "expect_status": None,
-        "depends_on": [],
+        "depends_on": (),
         "retries": 0,
         "retry_delay_secs": 1,
         "retry_max_delay_secs": 60,
@@ -45,7 +47,7 @@ def make_task(**overrides: object) -> dict:
         "trigger_rule": "all_success",
     }
     task.update(overrides)
-    return task
+    return TaskSpec(**task)
 
 
 def run_task(params: dict | None = None, upstream: dict | None = None, **task: object):
@@ -525,8 +527,8 @@ def test_http_error_after_a_redirect_names_the_final_url_too(server_url: str) ->
 
 def test_http_expect_status_accepts_listed_codes(server_url: str) -> None:
     url = f"{server_url}/missing"
-    assert run_task(type="http", url=url, expect_status=[404]).succeeded
-    result = run_task(type="http", url=f"{server_url}/json", expect_status=[201, 202])
+    assert run_task(type="http", url=url, expect_status=(404,)).succeeded
+    result = run_task(type="http", url=f"{server_url}/json", expect_status=(201, 202))
     assert result.error == f"HTTP 200 from {server_url}/json (expected 201, 202)"
 
 
