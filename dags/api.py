@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
+from zoneinfo import ZoneInfo
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -11,7 +12,6 @@ from rest_framework.views import APIView
 
 from . import services
 from .api_fields import StrictCharField
-from .cron import next_tick
 from .models import Dag
 
 READ = "dags.view_dag"
@@ -60,9 +60,11 @@ class DagSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_run_at(self, dag: Dag) -> str | None:
-        if not dag.cron or dag.is_paused or not dag.is_active:
+        # The tick whose run the scheduler creates next (runs/scheduler.py); none while
+        # paused or deactivated, or past the schedule's end_date.
+        if dag.is_paused or not dag.is_active or dag.next_run_at is None:
             return None
-        return next_tick(dag.cron, dag.timezone, timezone.now()).isoformat()
+        return dag.next_run_at.astimezone(ZoneInfo(dag.timezone)).isoformat()
 
     @extend_schema_field(DagTaskSerializer(many=True))
     def get_tasks(self, dag: Dag) -> list[dict]:

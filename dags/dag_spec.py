@@ -11,7 +11,10 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from .cron import CronSchedule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +108,10 @@ class DagSpec:
     """Whether ticks missed since start_date get their runs."""
     start_date: str | None = None
     """The first tick considered: ISO 8601 date-time with its UTC offset; None: none given."""
+    end_date: str | None = None
+    """The last tick considered (a tick exactly at it runs), like start_date; None: none."""
+    concurrency_policy: str = "allow"
+    """A scheduled tick while an earlier run is unfinished: allow, forbid (skip) or replace."""
     max_active_runs: int = 16
     """Runs of this DAG in flight at once, at most."""
     max_active_tasks: int | None = None
@@ -132,6 +139,20 @@ class DagSpec:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data.update(params=dict(self.params), tasks=[task.to_json() for task in self.tasks])
         return data
+
+    def cron_schedule(self) -> CronSchedule | None:
+        """The schedule's ticks (dags/cron.py); None for manual runs only."""
+        return CronSchedule(self.cron, self.timezone) if self.cron else None
+
+    @property
+    def start(self) -> datetime | None:
+        """start_date as an aware datetime."""
+        return datetime.fromisoformat(self.start_date) if self.start_date else None
+
+    @property
+    def end(self) -> datetime | None:
+        """end_date as an aware datetime."""
+        return datetime.fromisoformat(self.end_date) if self.end_date else None
 
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id; KeyError if there is none."""

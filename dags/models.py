@@ -22,6 +22,9 @@ class Dag(models.Model):
     current_version = models.ForeignKey(
         "DagVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The next cron tick that gets a run, planned by dags/schedules.py and moved on by the
+    # scheduler (runs/scheduler.py); None: no schedule, or past its end_date.
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

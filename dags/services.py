@@ -46,7 +46,7 @@ def submit_dag(text: str) -> SubmitResult:
         if current is not None and current.content_hash == digest:
             if dag.is_active:
                 return SubmitResult(dag, current, "unchanged")
-            _activate(dag)
+            _activate(dag, previous=current.dag_spec)
             return SubmitResult(dag, current, "reactivated")
         number = (current.version + 1) if current else 1
         version = DagVersion.objects.create(
@@ -56,16 +56,17 @@ def submit_dag(text: str) -> SubmitResult:
         dag.name = spec.name
         dag.description = spec.description
         dag.save(update_fields=["current_version", "name", "description", "updated_at"])
-        _activate(dag)
+        _activate(dag, previous=current.dag_spec if current else None)
     return SubmitResult(dag, version, "created" if created else "updated")
 
 
-def _activate(dag: Dag) -> None:
-    """A submitted DAG is active (a deactivated one comes back) and on its schedule."""
+def _activate(dag: Dag, previous: DagSpec | None) -> None:
+    """A submitted DAG is active (a deactivated one comes back) and on its schedule;
+    `previous` is the spec it had before."""
     if not dag.is_active:
         dag.is_active = True
         dag.save(update_fields=["is_active", "updated_at"])
-    schedules.sync(dag)
+    schedules.plan(dag, previous)
 
 
 def _locked_dag(spec: DagSpec) -> tuple[Dag, bool]:
@@ -100,7 +101,6 @@ def set_paused(dag: Dag, paused: bool) -> Dag:
     with transaction.atomic():
         Dag.objects.filter(pk=dag.pk).update(is_paused=paused)
         dag.refresh_from_db()
-        schedules.sync(dag)
     return dag
 
 
@@ -108,7 +108,6 @@ def deactivate(dag: Dag) -> Dag:
     with transaction.atomic():
         Dag.objects.filter(pk=dag.pk).update(is_active=False)
         dag.refresh_from_db()
-        schedules.sync(dag)
     return dag
 
 

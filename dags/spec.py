@@ -31,12 +31,14 @@ DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 TASK_TYPES = ("shell", "http", "python")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 BACKOFFS = ("exponential", "fixed")
+# What a scheduled tick does while an earlier run of its DAG is unfinished (CONTRACT 7).
+CONCURRENCY_POLICIES = ("allow", "forbid", "replace")
 TRIGGER_RULES = (
     "all_success", "all_failed", "all_done", "one_success", "one_failed", "none_failed",
 )  # fmt: skip
 DAG_KEYS = (
-    "id", "name", "description", "schedule", "timezone", "catchup", "start_date",
-    "max_active_runs", "max_active_tasks", "default_retries", "params", "tasks",
+    "id", "name", "description", "schedule", "timezone", "catchup", "start_date", "end_date",
+    "concurrency_policy", "max_active_runs", "max_active_tasks", "default_retries", "params", "tasks",
 )  # fmt: skip
 COMMON_TASK_KEYS = (
     "id", "name", "type", "depends_on", "dependencies", "retries", "retry",
@@ -336,8 +338,10 @@ def _read_timezone(reader: _Reader) -> str:
     return "UTC"
 
 
-def _read_start_date(reader: _Reader, timezone: str) -> str | None:
-    value = reader.mapping.get("start_date")
+def _read_date(reader: _Reader, key: str, timezone: str) -> str | None:
+    """`start_date` or `end_date` as an ISO 8601 date-time with its UTC offset; a date is
+    its midnight, a naive date-time a wall-clock time in the DAG's zone."""
+    value = reader.mapping.get(key)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     elif isinstance(value, str):
@@ -345,9 +349,7 @@ def _read_start_date(reader: _Reader, timezone: str) -> str | None:
             value = dt.datetime.fromisoformat(value.strip())
     if value is None or not isinstance(value, dt.datetime):
         if value is not None:
-            reader.fail(
-                f"'start_date' must be an ISO 8601 date or date-time, got {_describe(value)}"
-            )
+            reader.fail(f"'{key}' must be an ISO 8601 date or date-time, got {_describe(value)}")
         return None
     if value.tzinfo is None:  # naive times are wall-clock times in the DAG's zone
         value = value.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
@@ -381,7 +383,7 @@ def _read_dag(document: dict, errors: list[str]) -> dict:
         reader.fail(f"'{id_key}' {_shown(dag_id)} must match {ID_PATTERN.pattern}{hint}")
     timezone = _read_timezone(reader)
     schedule, cron = _read_schedule(reader)
-    return {
+    dag: dict[str, Any] = {
         "id": dag_id,
         "name": dag_id if id_key == "name" else reader.string("name", dag_id),
         "description": reader.text("description"),
@@ -389,13 +391,19 @@ def _read_dag(document: dict, errors: list[str]) -> dict:
         "cron": cron,
         "timezone": timezone,
         "catchup": reader.boolean("catchup", False),
-        "start_date": _read_start_date(reader, timezone),
+        "start_date": _read_date(reader, "start_date", timezone),
+        "end_date": _read_date(reader, "end_date", timezone),
+        "concurrency_policy": reader.string("concurrency_policy", "allow", CONCURRENCY_POLICIES),
         "max_active_runs": reader.integer("max_active_runs", 16, minimum=1),
         "max_active_tasks": reader.integer("max_active_tasks", None, minimum=1),
         "default_retries": reader.integer("default_retries", 0, minimum=0),
         "params": reader.json_value("params", reader.mapping_of("params")) or {},
         "tasks": [],
     }
+    start, end = dag["start_date"], dag["end_date"]
+    if start and end and dt.datetime.fromisoformat(end) < dt.datetime.fromisoformat(start):
+        reader.fail(f"'end_date' {end} is before 'start_date' {start}")
+    return dag
 
 
 # --- task level --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import requests
 from dags import boundary
 
 from .cli_format import (
+    render_backfill,
     render_dags,
     render_dead_letters,
     render_logs,
@@ -252,6 +253,12 @@ def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(client: ApiClient, args: argparse.Namespace) -> int:
+    body = {"start": args.start, "end": args.end}
+    done = client.post(f"/api/v1/dags/{args.dag_id}/backfill", json=body)
+    return show(args, done, lambda: render_backfill(done))
+
+
 def cmd_runs(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.get("/api/v1/runs", dag_id=args.dag_id, state=args.state, page_size=args.limit)
     return show_page(args, page, render_runs, "no runs")
@@ -361,6 +368,11 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
     trigger.add_argument("--idempotency-key", metavar="KEY", help="a repeat returns the first run")
     trigger.add_argument("--timeout", type=float, metavar="SECS", help="give up waiting after")
     trigger.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    backfill = command("backfill", cmd_backfill, "a run for every tick in a past window")
+    backfill.add_argument("dag_id")
+    backfill.add_argument("--start", required=True, help="ISO 8601 date or date-time")
+    backfill.add_argument("--end", required=True, help="ISO 8601 date or date-time")
 
     command("dags", cmd_dags, "list DAGs").add_argument("--limit", type=int, default=1000)
     pause = command("pause", cmd_pause, "stop a DAG's scheduled runs")

@@ -134,6 +134,16 @@ def render_runs(runs: list[dict]) -> str:
     return table(headers, rows)
 
 
+def render_backfill(done: dict) -> str:
+    """The runs a backfill created, one per tick, and the ticks it skipped."""
+    headers = ["LOGICAL_DATE", "RUN_ID", "STATE"]
+    created = done.get("created") or []
+    rows = [[r.get("logical_date"), r["run_id"], r["state"]] for r in created]
+    rows += [[tick, "(already had a run)", ""] for tick in done.get("skipped") or []]
+    summary = f"{len(created)} created, {len(done.get('skipped') or [])} skipped"
+    return f"{table(headers, sorted(rows, key=lambda row: str(row[0])))}\n{summary}"
+
+
 def render_dags(dags: list[dict]) -> str:
     headers = ["DAG_ID", "VERSION", "TASKS", "SCHEDULE", "PAUSED", "ACTIVE", "NEXT_RUN"]
     rows = (

@@ -225,6 +225,9 @@ FLOWFORGE_LEASE_SECS = env_int("FLOWFORGE_LEASE_SECS", 60, minimum=1)
 FLOWFORGE_HEARTBEAT_SECS = env_float("FLOWFORGE_HEARTBEAT_SECS", 2, minimum=0.01)
 FLOWFORGE_WORKER_HEARTBEAT_SECS = env_float("FLOWFORGE_WORKER_HEARTBEAT_SECS", 5, minimum=0.1)
 FLOWFORGE_RECONCILE_SECS = env_int("FLOWFORGE_RECONCILE_SECS", 30, minimum=1)
+# How often beat asks the scheduler (runs/scheduler.py) which cron ticks are due: a run
+# is created at most this long after its tick (its logical date is the tick itself).
+FLOWFORGE_SCHEDULE_SECS = env_int("FLOWFORGE_SCHEDULE_SECS", 1, minimum=1)
 FLOWFORGE_REQUEUE_AFTER_SECS = env_int("FLOWFORGE_REQUEUE_AFTER_SECS", 120, minimum=1)
 # How long a worker waits for an unreachable database before giving a message back.
 FLOWFORGE_DB_WAIT_SECS = env_float("FLOWFORGE_DB_WAIT_SECS", 120)

@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny
 
 from dags.api import DagDetail, DagList, DagPause
 from runs.api.adhoc import JobDetail, JobList, WorkflowCreate, WorkflowDetail
+from runs.api.backfill import DagBackfill
 from runs.api.status import Status, WorkerList
 from runs.api.views import (
     DagRuns,
@@ -52,6 +53,7 @@ urlpatterns = [
     api(rf"dags/(?P<dag_id>{ID})/pause", DagPause.as_view(paused=True), "dag-pause"),
     api(rf"dags/(?P<dag_id>{ID})/unpause", DagPause.as_view(paused=False), "dag-unpause"),
     api(rf"dags/(?P<dag_id>{ID})/runs", DagRuns.as_view(), "dag-runs"),
+    api(rf"dags/(?P<dag_id>{ID})/backfill", DagBackfill.as_view(), "dag-backfill"),
     api("runs", RunList.as_view(), "run-list"),
     api(rf"runs/(?P<run_id>{ID})", RunDetail.as_view(), "run-detail"),
     api(rf"runs/(?P<run_id>{ID})/tasks", RunTasks.as_view(), "run-tasks"),

@@ -36,7 +36,7 @@ def trigger_run(
     if problems := boundary.unstorable(params or {}, "params"):
         raise TriggerError("; ".join(boundary.describe(problems)))
     with transaction.atomic():
-        dag = _locked_dag(dag)
+        dag = runnable_dag(dag, lock=True)
         compiled = compiled_version(dag.current_version_id)
         run = states.create_run(
             dag_pk=dag.pk,
@@ -74,11 +74,14 @@ def trigger_once(dag: Dag | str, idempotency_key: str | None, **kwargs) -> tuple
         return DagRun.objects.get(idempotency_key=idempotency_key), False
 
 
-def trigger_scheduled(dag: Dag | str, logical_date: datetime) -> DagRun | None:
-    """Trigger the run of one cron tick; None when that tick already has its run."""
+def trigger_tick(
+    dag: Dag | str, logical_date: datetime, *, triggered_by: str = "schedule"
+) -> DagRun | None:
+    """Trigger the run of one cron tick (by the scheduler or a backfill); None when that
+    tick already has its run (the unique DAG and logical date decide)."""
     try:
         with transaction.atomic():
-            return trigger_run(dag, triggered_by="schedule", logical_date=logical_date)
+            return trigger_run(dag, triggered_by=triggered_by, logical_date=logical_date)
     except IntegrityError:
         return None
 
@@ -97,10 +100,13 @@ def admit_queued_runs(dag_pk: int) -> int:
     return started
 
 
-def _locked_dag(dag_or_id: Dag | str) -> Dag:
+def runnable_dag(dag_or_id: Dag | str, *, lock: bool = False) -> Dag:
+    """The DAG, fresh from the database (with `lock`, its row locked for the rest of the
+    transaction); TriggerError when it is unknown, deactivated or has no version."""
     dag_id = dag_or_id if isinstance(dag_or_id, str) else dag_or_id.dag_id
+    rows = Dag.objects.select_for_update() if lock else Dag.objects
     try:
-        dag = Dag.objects.select_for_update().get(dag_id=dag_id)
+        dag = rows.get(dag_id=dag_id)
     except Dag.DoesNotExist:
         raise TriggerError(f"no DAG with id '{dag_id}'") from None
     if not dag.is_active:

@@ -1,5 +1,6 @@
 """The Celery tasks, thin entry points into the engine, and the beat signal handler that
-keeps the reconciler scheduled. (Graceful worker shutdown: workflows/shutdown.py.)"""
+keeps the scheduler's and the reconciler's beat entries. (Graceful worker shutdown:
+workflows/shutdown.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import logging
 from celery import shared_task
 from celery.exceptions import Reject
 from celery.signals import beat_init
+from django.conf import settings
+
+from dags import schedules
+from dags.schedules import SCHEDULE_TASK
 
 from . import attempts, reconciler, shutdown
 
@@ -45,24 +50,17 @@ def dead_letter(entry: dict) -> None:
     log.warning("dead letter: %s", entry)
 
 
-@shared_task(name="flowforge.trigger_scheduled", ignore_result=True)
-def trigger_scheduled(dag_id: str) -> str | None:
-    """Fired by beat on a DAG's cron: the run of the latest tick, made at most once."""
-    from django.utils import timezone
+@shared_task(name=SCHEDULE_TASK, ignore_result=True)
+def schedule() -> dict:
+    """Fired by beat every FLOWFORGE_SCHEDULE_SECS: the runs of the cron ticks now due."""
+    from runs.scheduler import schedule_due
 
-    from dags.cron import latest_tick
-    from dags.models import Dag
-    from runs.services import trigger_scheduled as trigger_tick
-
-    dag = Dag.objects.filter(dag_id=dag_id, is_active=True, is_paused=False).first()
-    cron = dag.cron if dag else None
-    if not cron:
-        log.info("not triggering %s: paused, deactivated or unscheduled", dag_id)
-        return None
-    run = trigger_tick(dag, latest_tick(cron, dag.timezone, timezone.now()))
-    return str(run.id) if run else None
+    return schedule_due().as_dict()
 
 
 @beat_init.connect
-def keep_reconciler_scheduled(sender, **kwargs) -> None:
+def keep_beat_entries(sender, **kwargs) -> None:
+    """The migrations create both entries; beat sets their intervals to its own settings
+    when it starts, and brings back one that was deleted."""
     reconciler.ensure_schedule()
+    schedules.ensure_interval_entry(SCHEDULE_TASK, SCHEDULE_TASK, settings.FLOWFORGE_SCHEDULE_SECS)

@@ -298,6 +298,14 @@ def test_python_task_needs_one_of_script_or_callable():
         ),
         ("default_retries: 1.5", "'default_retries' must be an integer from 0 to 1000000"),
         ("id: ETL Pipeline", "'id' 'ETL Pipeline' must match"),
+        ("end_date: soon", "'end_date' must be an ISO 8601 date or date-time"),
+        (
+            "start_date: 2026-02-01\nend_date: 2026-01-01",
+            "'end_date' 2026-01-01T00:00:00+00:00 is before 'start_date' 2026-02-01",
+        ),
+        ("concurrency_policy: skip", "'concurrency_policy' must be one of allow, forbid, replace"),
+        ("schedule: '0 0 * * 8'", "bad 'schedule'"),
+        ("timezone: Mars/Olympus", "'timezone' 'Mars/Olympus' is not an IANA time zone name"),
     ],
 )
 def test_bad_dag_values(extra, fragment):
@@ -470,6 +478,8 @@ def test_stored_form_holds_every_key():
         "timezone": "UTC",
         "catchup": False,
         "start_date": None,
+        "end_date": None,
+        "concurrency_policy": "allow",
         "max_active_runs": 16,
         "max_active_tasks": None,
         "default_retries": 0,

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from dags.cron import CronSchedule
 from dags.models import Dag, DagVersion
 from dags.services import SpecError, submit_dag
 
@@ -30,16 +32,21 @@ def test_new_dag_then_identical_then_changed():
     assert DagVersion.objects.get(dag=dag, version=1).spec["tasks"][0]["command"] == "echo one"
 
 
-def test_schedule_becomes_a_beat_entry_that_follows_the_dag():
+def test_a_schedule_plans_the_next_run_and_follows_the_dag():
+    before = timezone.now()
     submit_dag(V1)
-    entry = PeriodicTask.objects.get(name="flowforge:pipe")
-    assert (entry.task, entry.enabled) == ("flowforge.trigger_scheduled", True)
-    assert (entry.crontab.minute, entry.crontab.hour) == ("0", "0")
+    first = Dag.objects.get(dag_id="pipe").next_run_at
+    assert first == CronSchedule("0 0 * * *").next_after(before)
+    # Ticks are FlowForge's own: there is no per-DAG beat entry for Celery's crontab.
+    assert not PeriodicTask.objects.filter(name__startswith="flowforge:").exists()
+    submit_dag(V1.replace("echo one", "echo changed"))  # the same schedule keeps its plan
+    assert Dag.objects.get(dag_id="pipe").next_run_at == first
     submit_dag(V2)
-    entry.refresh_from_db()
-    assert (entry.crontab.minute, entry.crontab.hour) == ("30", "2")
+    assert Dag.objects.get(dag_id="pipe").next_run_at == CronSchedule("30 2 * * *").next_after(
+        before
+    )
     submit_dag("id: pipe\ntasks:\n  - {id: a, command: echo manual}\n")
-    assert not PeriodicTask.objects.filter(name="flowforge:pipe").exists()
+    assert Dag.objects.get(dag_id="pipe").next_run_at is None
 
 
 def test_rejected_file_changes_nothing():
@@ -94,15 +101,17 @@ def test_a_file_through_submit_dag_and_through_the_api_is_one_version(admin):
 
 def test_submitting_a_deactivated_dag_again_brings_it_back():
     from dags.services import deactivate
+    from runs.scheduler import schedule_due
     from runs.services import TriggerError, trigger_run
 
     first = submit_dag(V1)
+    due = Dag.objects.get(dag_id="pipe").next_run_at
     deactivate(first.dag)
     with pytest.raises(TriggerError, match="deactivated; resubmit it"):
         trigger_run("pipe")
-    assert not PeriodicTask.objects.get(name="flowforge:pipe").enabled
+    assert schedule_due(now=due).created == 0  # a deactivated DAG's ticks get no runs
     again = submit_dag(V1)
     assert (again.outcome, again.version.pk) == ("reactivated", first.version.pk)
     assert Dag.objects.get(dag_id="pipe").is_active
-    assert PeriodicTask.objects.get(name="flowforge:pipe").enabled
+    assert schedule_due(now=due).created == 1  # its plan kept: the tick missed meanwhile
     assert trigger_run("pipe").dag_version_id == first.version.pk

@@ -11,7 +11,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
-from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    SolarSchedule,
+)
 from rest_framework.authtoken.models import Token
 
 from dags.models import Dag, DagVersion
@@ -85,6 +90,7 @@ def every_kind_of_row():
         hostname="w1@host", queues=["default"], running=[], last_heartbeat=timezone.now()
     )
     IntervalSchedule.objects.create(every=10, period=IntervalSchedule.SECONDS)
+    CrontabSchedule.objects.create(minute="0", hour="3")  # DAG schedules no longer make any
     ClockedSchedule.objects.create(clocked_time=timezone.now())
     SolarSchedule.objects.create(event="sunrise", latitude=50, longitude=10)
     Dag.objects.create(dag_id="legacy", name="made by the old Add DAG page")  # no version

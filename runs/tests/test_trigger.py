@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from dags.services import deactivate
 from runs.models import DagRun
-from runs.services import TriggerError, trigger_run, trigger_scheduled
+from runs.services import TriggerError, trigger_run, trigger_tick
 from testkit.engine import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,8 +54,8 @@ def test_trigger_of_unknown_or_deactivated_dag_is_refused():
 def test_a_cron_tick_makes_one_run_however_often_it_fires():
     submit(YAML)
     tick = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
-    assert trigger_scheduled("trig", tick) is not None
-    assert trigger_scheduled("trig", tick) is None
+    assert trigger_tick("trig", tick) is not None
+    assert trigger_tick("trig", tick) is None
     assert DagRun.objects.filter(triggered_by="schedule").count() == 1
 
 
@@ -66,19 +66,3 @@ def test_max_active_runs_queues_extra_runs():
     second.refresh_from_db()
     assert second.state == "queued"
     assert set(second.task_instances.values_list("state", flat=True)) == {"pending"}
-
-
-def test_beat_task_triggers_the_latest_tick_once_and_skips_paused_dags():
-    from dags.services import set_paused
-    from workflows.tasks import trigger_scheduled as beat_task
-
-    dag = submit(YAML.replace("id: trig", "id: trig\nschedule: '*/5 * * * *'"))
-    first = beat_task.run("trig")
-    assert first is not None and beat_task.run("trig") is None  # same tick
-    run = DagRun.objects.get()
-    assert run.triggered_by == "schedule"
-    assert run.logical_date.minute % 5 == 0 and run.logical_date.second == 0
-    set_paused(dag, True)
-    DagRun.objects.all().delete()
-    assert beat_task.run("trig") is None
-    assert DagRun.objects.count() == 0
