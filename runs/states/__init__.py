@@ -23,7 +23,6 @@ from .instances import (
     cancel_instances,
     claim,
     clear_instance,
-    finish_attempt,
     finish_task,
     hand_back,
     leave_pending,
@@ -40,7 +39,6 @@ from .machine import (
     TaskState,
     Transition,
     TransitionRefused,
-    check_task_transition,
 )
 from .records import (
     mark_dead_letters_retried,
@@ -67,12 +65,10 @@ __all__ = [
     "all_success_ready",
     "cancel_instances",
     "cancel_run",
-    "check_task_transition",
     "claim",
     "clear_instance",
     "count_finished_tasks",
     "create_run",
-    "finish_attempt",
     "finish_drained_run",
     "finish_task",
     "hand_back",

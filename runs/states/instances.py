@@ -391,27 +391,6 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
     return Finish(True, latches, counted[0][0] if counted and counted[0][1] == 0 else None)
 
 
-def finish_attempt(
-    instance_id: int, try_number: int, target: str, *, next_retry_at: datetime | None = None
-) -> bool:
-    """The finish's first step alone: running -> success | up_for_retry | failed, with no
-    attempt row, release or countdown (what a crash right after the move leaves)."""
-    FINISH.check(target)
-    (_, move), *_ = _finish_steps(connection.vendor)
-    params = {
-        **FINISH.params(),
-        "target": target,
-        "now": now(),
-        "next_retry_at": ts(next_retry_at),
-        "exit_code": None,
-        "error": "",
-        "output": None,
-        "id": instance_id,
-        "try_number": try_number,
-    }
-    return bool(execute(move, params))
-
-
 LEAVE_PENDING = transition(
     "leave_pending",
     "task",

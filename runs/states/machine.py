@@ -122,9 +122,3 @@ def transition(
         raise ValueError(f"transition {name!r} is declared twice")
     TRANSITIONS[name] = declared
     return declared
-
-
-def check_task_transition(source: str, target: str) -> None:
-    """Raise TransitionRefused unless TASK_TRANSITIONS allows source -> target."""
-    if target not in TASK_TRANSITIONS.get(source, ()):
-        raise TransitionRefused(f"task instance cannot go from {source} to {target}")

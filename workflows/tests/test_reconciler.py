@@ -159,9 +159,13 @@ def test_retry_whose_delayed_message_was_lost_is_queued_again(queue, settings):
     settings.FLOWFORGE_REQUEUE_AFTER_SECS = 5
     run = trigger_run(submit(two_tasks(queue, retries=1)))
     a = instance(run, "a")
-    states.claim(a.id, 0, "w@host", 60)
-    states.finish_attempt(
-        a.id, 1, TaskState.UP_FOR_RETRY, next_retry_at=timezone.now() - timedelta(seconds=2)
+    claim = states.claim(a.id, 0, "w@host", 60)
+    states.finish_task(
+        claim,
+        TaskState.UP_FOR_RETRY,
+        downstream=["b"],
+        queue_ids={"b"},
+        next_retry_at=timezone.now() - timedelta(seconds=2),
     )
     assert reconcile().overdue_retries == 0  # due only just now: its message may be on time
 
@@ -186,12 +190,13 @@ tasks:
         )
     )
     a = instance(run, "a")
-    states.claim(a.id, 0, "w@host", 60)
-    # `a` succeeded and its latches were counted down, then the process died before
-    # deciding what its downstream tasks do.
-    states.finish_attempt(a.id, 1, TaskState.SUCCESS)
-    states.release_downstream(run.id, ["on-success", "on-failure"], succeeded=1)
-    states.count_finished_tasks(run.id, 1, 0)
+    claim = states.claim(a.id, 0, "w@host", 60)
+    # `a` succeeded and its latches were counted down (none queued by the release, as an
+    # older release did), then the process died before deciding what its downstream
+    # tasks do.
+    states.finish_task(
+        claim, TaskState.SUCCESS, downstream=["on-success", "on-failure"], queue_ids=()
+    )
 
     assert reconcile().released_pending == 2
 
