@@ -63,6 +63,8 @@ class TaskSpec:
     """The Celery queue its attempts are sent to."""
     trigger_rule: str = "all_success"
     """What its upstream tasks must have done for it to run: one of TRIGGER_RULES."""
+    pool: str | None = None
+    """The pool (dags.Pool) whose slots its attempts take; None: no pool."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskSpec:

@@ -82,3 +82,29 @@ class DagVersion(models.Model):
     def dag_spec(self) -> DagSpec:
         """`spec` as a DagSpec (read once per instance: a version never changes)."""
         return DagSpec.from_json(self.spec)
+
+
+class Pool(models.Model):
+    """A named number of slots shared by every task that names it (`pool:` in a DAG file),
+    across runs and DAGs: at most `slots` of them run at once (CONTRACT section 7).
+
+    `running` is kept by the engine's claim and finish statements (runs/states), never by
+    hand; the constraint makes a claim that would exceed `slots` fail as a whole.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    slots = models.PositiveIntegerField()
+    running = models.PositiveIntegerField(default=0)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(running__lte=models.F("slots")), name="pool_within_slots"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from . import schedules
 from .dag_spec import DagSpec
-from .models import Dag, DagVersion
+from .models import Dag, DagVersion, Pool
 from .spec import SpecError, parse_dag, parse_document
 
 __all__ = ["SpecError", "SubmitResult", "submit_dag", "submit_file", "dag_files"]
@@ -38,6 +38,7 @@ def submit_dag(text: str) -> SubmitResult:
     Raises SpecError (with every problem) before anything is written.
     """
     spec = parse_dag(text)
+    _check_pools(spec)
     stored_spec = spec.to_json()
     digest = content_hash(stored_spec)
     with transaction.atomic():
@@ -58,6 +59,20 @@ def submit_dag(text: str) -> SubmitResult:
         dag.save(update_fields=["current_version", "name", "description", "updated_at"])
         _activate(dag, previous=current.dag_spec if current else None)
     return SubmitResult(dag, version, "created" if created else "updated")
+
+
+def _check_pools(spec: DagSpec) -> None:
+    """An unknown pool is a submit error (CONTRACT section 7), naming each task."""
+    named = {task.pool for task in spec.tasks if task.pool}
+    known = set(Pool.objects.filter(name__in=named).values_list("name", flat=True))
+    errors = [
+        f"task '{task.id}': 'pool' names unknown pool '{task.pool}'; create it first "
+        "(POST /api/v1/pools, manage.py pool or the admin)"
+        for task in spec.tasks
+        if task.pool and task.pool not in known
+    ]
+    if errors:
+        raise SpecError(errors)
 
 
 def _activate(dag: Dag, previous: DagSpec | None) -> None:
@@ -117,6 +132,7 @@ def create_adhoc_dag(document: dict, kind: str) -> Dag:
     Raises SpecError before anything is written.
     """
     spec = parse_document(document)
+    _check_pools(spec)
     stored_spec = spec.to_json()
     dag = Dag.objects.create(
         dag_id=spec.id, kind=kind, name=spec.name, description=spec.description

@@ -43,7 +43,7 @@ DAG_KEYS = (
 COMMON_TASK_KEYS = (
     "id", "name", "type", "depends_on", "dependencies", "retries", "retry",
     "retry_delay_secs", "retry_max_delay_secs", "backoff", "timeout_secs", "timeout",
-    "env", "queue", "trigger_rule",
+    "env", "queue", "trigger_rule", "pool",
 )  # fmt: skip
 TYPE_KEYS = {
     "shell": ("command",),
@@ -501,6 +501,15 @@ def _read_http(reader: _Reader) -> dict:
     }
 
 
+def _read_pool(reader: _Reader) -> str | None:
+    """A pool's name (it must exist when the DAG is submitted: dags/services.py)."""
+    name = reader.string("pool")
+    if name and not ID_PATTERN.fullmatch(name):
+        reader.fail(f"'pool' {_shown(name)} must match {ID_PATTERN.pattern} (lower-case)")
+        return None
+    return name
+
+
 def _read_task(task: dict, where: str, dag: dict, errors: list) -> dict:
     reader = _Reader(task, where, errors)
     task_id = reader.string("id")
@@ -539,6 +548,7 @@ def _read_task(task: dict, where: str, dag: dict, errors: list) -> dict:
         "env": reader.scalar_map("env"),
         "queue": reader.string("queue", "default"),
         "trigger_rule": reader.string("trigger_rule", "all_success", TRIGGER_RULES),
+        "pool": _read_pool(reader),
     }
 
 

@@ -90,6 +90,10 @@ class TaskInstance(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     output = models.JSONField(null=True, blank=True)
+    # The pool its attempts take a slot of (dags.Pool.name), copied from the spec.
+    pool = models.CharField(max_length=100, blank=True, default="")
+    # Queued, but its claim found no slot (run or pool): the next release wakes it.
+    waiting_slot = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]
@@ -101,6 +105,16 @@ class TaskInstance(models.Model):
         indexes = [
             models.Index(
                 fields=["queued_at"], condition=models.Q(state="queued"), name="ti_queued"
+            ),
+            models.Index(
+                fields=["run", "queued_at"],
+                condition=models.Q(waiting_slot=True),
+                name="ti_waiting_run",
+            ),
+            models.Index(
+                fields=["pool", "queued_at"],
+                condition=models.Q(waiting_slot=True),
+                name="ti_waiting_pool",
             ),
             models.Index(
                 fields=["lease_expires_at"], condition=models.Q(state="running"), name="ti_lease"
@@ -125,6 +139,30 @@ class TaskInstance(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class RunSlots(models.Model):
+    """The running-task limit of one run (`max_active_tasks`), for runs that have one.
+
+    Kept apart from DagRun so that the finish statement, which counts the run down, and
+    the release of a slot update different rows. `running` is kept by runs/states; the
+    constraint makes a claim that would exceed the limit fail as a whole.
+    """
+
+    run = models.OneToOneField(
+        DagRun, primary_key=True, on_delete=models.CASCADE, related_name="slots"
+    )
+    max_active_tasks = models.PositiveIntegerField()
+    running = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "run slots"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(running__lte=models.F("max_active_tasks")),
+                name="run_within_max_active_tasks",
+            ),
+        ]
 
 
 class TaskAttempt(models.Model):
