@@ -46,9 +46,10 @@ def trigger_run(
             params={**compiled.spec.params, **(params or {})},
             idempotency_key=idempotency_key,
             latches={
-                task_id: (1 + task.retries, len(task.depends_on))
+                task_id: (1 + task.retries, len(task.depends_on), task.pool or "")
                 for task_id, task in compiled.tasks.items()
             },
+            max_active_tasks=compiled.spec.max_active_tasks,
         )
         if _has_room(dag, compiled.spec.max_active_runs):
             _start(run)
@@ -144,13 +145,30 @@ class RunFinished(ValueError):
 
 
 def cancel_run(run: DagRun) -> DagRun:
-    """Cancel a run: pending and queued tasks are cancelled, running ones stopped."""
-    if not states.cancel_run(run.id):
-        run.refresh_from_db()
-        raise RunFinished(f"run {run.id} already finished ({run.state}); nothing to cancel")
+    """Cancel a run: pending and queued tasks are cancelled, running ones stopped; the
+    pool slots they held wake tasks waiting for them."""
+    with transaction.atomic():
+        cancelled = states.cancel_run(run.id)
+        if cancelled is None:
+            run.refresh_from_db()
+            raise RunFinished(f"run {run.id} already finished ({run.state}); nothing to cancel")
+        for pool, freed in cancelled.freed_pools.items():
+            republish(states.wake_waiting(pool=pool, count=freed))
     run.refresh_from_db()
     transaction.on_commit(lambda: admit_queued_runs(run.dag_id))
     return run
+
+
+def republish(rows: list[states.Republish]) -> None:
+    """Send the messages of queued instances again, once the caller's transaction commits."""
+    publish_on_commit(
+        TaskMessage(
+            row.instance_id,
+            row.try_number,
+            compiled_version(row.dag_version_id).tasks[row.task_id].queue,
+        )
+        for row in rows
+    )
 
 
 class RetryRefused(ValueError):

@@ -92,12 +92,34 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
 
 
 def _claim(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
-    lease = settings.FLOWFORGE_LEASE_SECS
-    claim = states.claim(instance_id, try_number, worker, lease)
+    try:
+        claim = _claim_once(instance_id, try_number, worker)
+    except states.NoSlot:
+        claim = _wait_for_slot(instance_id, try_number, worker)
     if claim is None and states.queue_retry(instance_id, try_number):
         # A retry's message: its backoff has passed, so up_for_retry -> queued -> running.
-        claim = states.claim(instance_id, try_number, worker, lease)
+        try:
+            claim = _claim_once(instance_id, try_number, worker)
+        except states.NoSlot:
+            claim = _wait_for_slot(instance_id, try_number, worker)
     return claim
+
+
+def _claim_once(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
+    return states.claim(instance_id, try_number, worker, settings.FLOWFORGE_LEASE_SECS)
+
+
+def _wait_for_slot(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
+    """No slot of its run or pool is free: the instance waits, queued, for a release to
+    wake it (runs/states/slots.py). Marked first, then tried once more, so that a slot
+    freed in between is not missed; the message is dropped either way."""
+    if not states.wait_for_slot(instance_id, try_number):
+        return None  # claimed by another message, or cancelled, meanwhile
+    try:
+        return _claim_once(instance_id, try_number, worker)
+    except states.NoSlot:
+        log.info("task instance %s try %s waits for a slot", instance_id, try_number + 1)
+        return None
 
 
 class UpstreamOutputs(Mapping):

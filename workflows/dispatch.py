@@ -21,7 +21,7 @@ from dags.compiled import CompiledDag
 from dags.dag_spec import TaskSpec
 from runs import states
 from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
-from runs.services import admit_queued_runs
+from runs.services import admit_queued_runs, republish
 from runs.states import Claim, Latch, TaskState
 
 from .executors import ExecutionResult
@@ -96,6 +96,7 @@ def _complete_fast(claim: Claim, result: ExecutionResult, compiled: CompiledDag)
     if not finish.moved:
         states.record_late_attempt(claim, **_record(result))
         return None
+    _wake_waiting(claim, finish)
     if any(latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches):
         with transaction.atomic():
             _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
@@ -112,6 +113,7 @@ def _complete_in_transaction(
     if not finish.moved:
         states.record_late_attempt(claim, **_record(result))
         return None
+    _wake_waiting(claim, finish)
     if target == TaskState.UP_FOR_RETRY:
         queue = compiled.tasks[claim.task_id].queue
         publish_on_commit([TaskMessage(claim.instance_id, claim.try_number, queue, retry_in)])
@@ -148,6 +150,14 @@ def _finish(
         extra=claim.log_fields(compiled.dag_id),
     )
     return finish
+
+
+def _wake_waiting(claim: Claim, finish: states.Finish) -> None:
+    """The slots the attempt gave back wake the oldest instances waiting for them."""
+    woken = states.wake_waiting(run_id=claim.run_id) if finish.freed_run_slot else []
+    if finish.freed_pool:
+        woken += states.wake_waiting(pool=finish.freed_pool)
+    republish(woken)
 
 
 def _record(result: ExecutionResult) -> dict:

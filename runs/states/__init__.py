@@ -17,6 +17,7 @@ from .dag_runs import (
 )
 from .instances import (
     CANCELLABLE,
+    Cancelled,
     Claim,
     Finish,
     Latch,
@@ -48,15 +49,18 @@ from .records import (
 )
 from .repairs import Republish, requeue_overdue_retries, requeue_stale_queued
 from .rules import all_success_ready
+from .slots import NoSlot, wait_for_slot, wake_waiting
 
 __all__ = [
     "CANCELLABLE",
+    "Cancelled",
     "RUN_TRANSITIONS",
     "TASK_TRANSITIONS",
     "TRANSITIONS",
     "Claim",
     "Finish",
     "Latch",
+    "NoSlot",
     "Republish",
     "RunState",
     "TaskState",
@@ -85,5 +89,7 @@ __all__ = [
     "requeue_stale_queued",
     "start_run",
     "take_expired_lease",
+    "wait_for_slot",
+    "wake_waiting",
     "worker_host",
 ]

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import DagRun, TaskInstance
-from .instances import COUNT, cancel_instances
+from ..models import DagRun, RunSlots, TaskInstance
+from .instances import COUNT, Cancelled, cancel_instances
 from .machine import RunState, transition
 from .rules import COUNTDOWN_STATES, countdown_set
 from .sql import execute, now, run_key
@@ -24,11 +24,13 @@ def create_run(
     logical_date: datetime,
     params: Mapping[str, Any],
     idempotency_key: str | None,
-    latches: Mapping[str, tuple[int, int]],
+    latches: Mapping[str, tuple[int, int, str]],
+    max_active_tasks: int | None = None,
 ) -> DagRun:
     """Insert a queued run and its pending task instances; `latches` maps each task id
-    to (max_tries, number of upstream tasks). Raises IntegrityError on a repeated
-    idempotency key or (DAG, logical date)."""
+    to (max_tries, number of upstream tasks, pool or ""). A `max_active_tasks` limit gets
+    the run its RunSlots row. Raises IntegrityError on a repeated idempotency key or
+    (DAG, logical date)."""
     with transaction.atomic():
         run = DagRun.objects.create(
             dag_id=dag_pk,
@@ -40,9 +42,13 @@ def create_run(
             tasks_unfinished=len(latches),
         )
         TaskInstance.objects.bulk_create(
-            TaskInstance(run=run, task_id=task_id, max_tries=tries, pending_upstream=upstream)
-            for task_id, (tries, upstream) in latches.items()
+            TaskInstance(
+                run=run, task_id=task_id, max_tries=tries, pending_upstream=upstream, pool=pool
+            )
+            for task_id, (tries, upstream, pool) in latches.items()
         )
+        if max_active_tasks is not None:
+            RunSlots.objects.create(run=run, max_active_tasks=max_active_tasks)
     return run
 
 
@@ -121,9 +127,9 @@ CANCEL_RUN = transition(
 )
 
 
-def cancel_run(run_id: Any) -> bool:
+def cancel_run(run_id: Any) -> Cancelled | None:
     """queued | running -> cancelled, with every unfinished task instance (one
-    transaction). False when the run had already finished."""
+    transaction). None when the run had already finished."""
     with transaction.atomic():
         rows = execute(
             "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s"
@@ -135,6 +141,6 @@ def cancel_run(run_id: Any) -> bool:
                 "id": run_key(run_id),
             },
         )
-        if rows:
-            cancel_instances(run_id)
-    return bool(rows)
+        if not rows:
+            return None
+        return cancel_instances(run_id)

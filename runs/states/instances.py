@@ -4,16 +4,18 @@ hand back, leave pending, retry, clear, cancel."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ..prepared import Statement
+from . import slots
 from .machine import RunState, TaskState, TransitionRefused, transition
 from .rules import COUNTDOWN_STATES, RELEASE_STATES, countdown_set, release_set
 from .sql import (
@@ -77,21 +79,31 @@ def claim_from_row(instance_id: int, row: tuple) -> Claim:
 
 
 CLAIM = transition("claim", "task", [TaskState.QUEUED], [TaskState.RUNNING])
-_CLAIM = Statement(
-    "claim",
+_CLAIM_MOVE = (
     "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number + 1,"
     " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
-    " worker = %(worker)s, next_retry_at = NULL, pgid = NULL"
+    " worker = %(worker)s, next_retry_at = NULL, pgid = NULL, waiting_slot = %(no)s"
     f" WHERE id = %(id)s AND {CLAIM.guard()} AND try_number = %(try_number)s"
     " RETURNING run_id, task_id, try_number, max_tries,"
-    " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id),"
-    " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
+    " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS version,"
+    " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS params, pool"
+)
+# One statement on PostgreSQL: the move and the slots it takes, or (a CHECK constraint
+# refusing a slot) none of them.
+_CLAIM = Statement(
+    "claim",
+    f"WITH claimed AS ({_CLAIM_MOVE}),"
+    f" run_slot AS ({slots.TAKE_RUN_SLOT.format(run='(SELECT run_id FROM claimed)')}),"
+    f" pool_slot AS ({slots.TAKE_POOL_SLOT.format(pool='(SELECT pool FROM claimed)')})"
+    " SELECT run_id, task_id, try_number, max_tries, version, params FROM claimed",
 )
 
 
 def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
     """queued -> running for the message that carries `try_number`, with a lease of
-    `lease_secs` seconds; None if another message or worker won."""
+    `lease_secs` seconds, taking a slot of the run's max_active_tasks and of the task's
+    pool (runs/states/slots.py); None if another message or worker won. Raises
+    slots.NoSlot, changing nothing, when a slot is full."""
     started = timezone.now()
     params = {
         **CLAIM.params(),
@@ -101,13 +113,36 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
         "worker": worker,
         "id": instance_id,
         "try_number": try_number,
+        "no": False,
     }
-    with connection.cursor() as cursor:
-        _CLAIM.execute(cursor, params)
-        row = cursor.fetchone()
+    try:
+        row = _claim_on_postgres(params) if on_postgres() else _claim_stepwise(params)
+    except IntegrityError as exc:
+        if slots.is_no_slot(exc):
+            raise slots.NoSlot(str(exc)) from None
+        raise
     if row is None:
         return None
-    return claim_from_row(instance_id, (*row, worker, started))
+    return claim_from_row(instance_id, (*row[:6], worker, started))
+
+
+def _claim_on_postgres(params: dict[str, Any]) -> tuple | None:
+    with connection.cursor() as cursor:
+        _CLAIM.execute(cursor, params)
+        return cursor.fetchone()
+
+
+def _claim_stepwise(params: dict[str, Any]) -> tuple | None:
+    """The claim where data-modifying WITH is missing (SQLite): the same steps in one
+    transaction."""
+    with transaction.atomic():
+        rows = execute(_CLAIM_MOVE, params)
+        if not rows:
+            return None
+        run_id, pool = rows[0][0], rows[0][6]
+        execute(slots.TAKE_RUN_SLOT.format(run="%(run_id)s"), {"run_id": run_id})
+        execute(slots.TAKE_POOL_SLOT.format(pool="%(pool)s"), {"pool": pool})
+    return rows[0]
 
 
 QUEUE_RETRY = transition("queue_retry", "task", [TaskState.UP_FOR_RETRY], [TaskState.QUEUED])
@@ -140,21 +175,25 @@ def hand_back(claim: Claim) -> bool:
     section 5): the try it took is given back, so the next worker starts the same try.
 
     Returns False when the attempt was no longer this claim's (cancelled, given up).
-    The caller publishes the instance's message again, with `claim.try_number - 1`.
+    The attempt's slots are given back with it (one transaction). The caller publishes
+    the instance's message again, with `claim.try_number - 1`.
     """
-    rows = execute(
-        "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number - 1,"
-        " queued_at = %(now)s, started_at = NULL, lease_expires_at = NULL, worker = ''"
-        f" WHERE id = %(id)s AND {HAND_BACK.guard()} AND try_number = %(try_number)s"
-        " RETURNING id",
-        {
-            **HAND_BACK.params(),
-            "target": TaskState.QUEUED,
-            "now": now(),
-            "id": claim.instance_id,
-            "try_number": claim.try_number,
-        },
-    )
+    with transaction.atomic():
+        rows = execute(
+            "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number - 1,"
+            " queued_at = %(now)s, started_at = NULL, lease_expires_at = NULL, worker = ''"
+            f" WHERE id = %(id)s AND {HAND_BACK.guard()} AND try_number = %(try_number)s"
+            " RETURNING pool",
+            {
+                **HAND_BACK.params(),
+                "target": TaskState.QUEUED,
+                "now": now(),
+                "id": claim.instance_id,
+                "try_number": claim.try_number,
+            },
+        )
+        if rows:
+            slots.give_back(claim.run_id, Counter(pool for (pool,) in rows), len(rows))
     return bool(rows)
 
 
@@ -179,6 +218,8 @@ class Finish:
     moved: bool
     latches: list[Latch]
     run_state: str | None  # the run's final state, when this finish ended the run
+    freed_run_slot: bool = False  # a slot of the run's max_active_tasks was given back
+    freed_pool: str | None = None  # the pool a slot was given back to
 
 
 LATCH_COLUMNS = (
@@ -268,7 +309,7 @@ def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
             " lease_expires_at = NULL, next_retry_at = %(next_retry_at)s,"
             f" exit_code = %(exit_code)s, error = %(error)s, output = {json_value('output')}"
             f" WHERE id = %(id)s AND {FINISH.guard()} AND try_number = %(try_number)s"
-            " RETURNING id",
+            " RETURNING id, pool",
         ),
         (
             "attempt",
@@ -284,6 +325,14 @@ def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
             f"UPDATE runs_dagrun SET {countdown_set()}"
             f" WHERE id = %(run_id)s AND {COUNT.guard()} AND %(final)s > 0{after_move}"
             " RETURNING state, tasks_unfinished",
+        ),
+        (
+            "run_slot",
+            slots.GIVE_RUN_SLOT.format(n="1", run="%(run_id)s") + after_move + " RETURNING 1",
+        ),
+        (
+            "pool_slot",
+            slots.GIVE_POOL_SLOT.format(n="1", pool="(SELECT pool FROM moved)") + " RETURNING name",
         ),
     )
 
@@ -301,7 +350,9 @@ def _finish_statement(vendor: str) -> Statement:
         " UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeeded,"
         " upstream_failed, upstream_skipped FROM released"
         " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
-        " FROM counted",
+        " FROM counted"
+        " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM run_slot"
+        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot",
     )
 
 
@@ -370,7 +421,13 @@ def finish_task(
             rows = cursor.fetchall()
         latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
         run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
-        return Finish(any(row[0] == "moved" for row in rows), latches, run_state)
+        return Finish(
+            any(row[0] == "moved" for row in rows),
+            latches,
+            run_state,
+            any(row[0] == "run_slot" for row in rows),
+            next((row[2] for row in rows if row[0] == "pool_slot"), None),
+        )
     return _finish_stepwise(params)
 
 
@@ -382,13 +439,22 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
         moved = execute(move, params)
         if not moved:
             return Finish(False, [], None)
+        step_params = {**params, "moved_pool": moved[0][1]}
         results = {
-            name: execute(f"WITH moved(id) AS (VALUES (%(id)s)) {sql}", params)
+            name: execute(
+                f"WITH moved(id, pool) AS (VALUES (%(id)s, %(moved_pool)s)) {sql}", step_params
+            )
             for name, sql in later
         }
     latches = [Latch(*row) for row in results["released"]]
     counted = results["counted"]
-    return Finish(True, latches, counted[0][0] if counted and counted[0][1] == 0 else None)
+    return Finish(
+        True,
+        latches,
+        counted[0][0] if counted and counted[0][1] == 0 else None,
+        bool(results["run_slot"]),
+        results["pool_slot"][0][0] if results["pool_slot"] else None,
+    )
 
 
 LEAVE_PENDING = transition(
@@ -467,13 +533,43 @@ CANCEL = transition(
 CANCELLABLE = CANCEL.sources
 
 
-def cancel_instances(run_id: Any) -> int:
-    """Every unfinished instance of the run -> cancelled. Running attempts notice at
-    their next lease renewal (it matches no row) and stop their process group."""
-    rows = execute(
-        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
-        " lease_expires_at = NULL, next_retry_at = NULL"
-        f" WHERE run_id = %(run_id)s AND {CANCEL.guard()} RETURNING id",
-        {**CANCEL.params(), "target": TaskState.CANCELLED, "now": now(), "run_id": run_key(run_id)},
+@dataclass(frozen=True)
+class Cancelled:
+    """What a cancel of a run's instances did: how many it moved, and the pool slots
+    their running attempts gave back (pool name -> count)."""
+
+    instances: int
+    freed_pools: Counter[str]
+
+
+def cancel_instances(run_id: Any) -> Cancelled:
+    """Every unfinished instance of the run -> cancelled, its running attempts' slots
+    given back (the caller's transaction). Running attempts notice at their next lease
+    renewal (it matches no row) and stop their process group.
+
+    The instances are locked first and the running ones counted from the locked rows, so
+    an attempt claimed or finished meanwhile is counted exactly when it holds its slots.
+    """
+    locked = execute(
+        "SELECT id, state, pool FROM runs_taskinstance"
+        f" WHERE run_id = %(run_id)s AND {CANCEL.guard()}"
+        + (" FOR UPDATE" if on_postgres() else ""),
+        {**CANCEL.params(), "run_id": run_key(run_id)},
     )
-    return len(rows)
+    if not locked:
+        return Cancelled(0, Counter())
+    execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+        " lease_expires_at = NULL, next_retry_at = NULL, waiting_slot = %(no)s"
+        f" WHERE {any_of('id', 'ids')}",
+        {
+            "target": TaskState.CANCELLED,
+            "now": now(),
+            "no": False,
+            "ids": id_list([pk for pk, _, _ in locked]),
+        },
+    )
+    running = [pool for _, state, pool in locked if state == TaskState.RUNNING]
+    pools = Counter(pool for pool in running if pool)
+    slots.give_back(run_id, pools, len(running))
+    return Cancelled(len(locked), pools)

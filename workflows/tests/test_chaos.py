@@ -27,8 +27,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from dags.models import Dag
-from runs.models import DagRun, TaskAttempt, TaskInstance
+from dags.models import Dag, Pool
+from runs.models import DagRun, RunSlots, TaskAttempt, TaskInstance
 from runs.services import cancel_run, trigger_run
 from runs.states import RunState, TaskState
 from testkit.engine import (
@@ -129,6 +129,30 @@ def test_sigkill_of_a_worker_mid_task_leaves_the_run_to_a_second_worker(launch_w
     assert lost.worker.startswith(doomed.hostname_prefix)
     assert retried.state == TaskState.SUCCESS
     assert retried.worker.startswith(rescuer.hostname_prefix)
+
+
+def test_a_killed_workers_slots_come_back_and_wake_the_waiting_task(launch_worker, effects):
+    Pool.objects.create(name="one-at-a-time", slots=1)
+    doomed = launch_worker("doomed-slots", ["chaos-slots"], CHAOS_ENV).wait_ready()
+    in_pool = {"queue": "chaos-slots", "pool": "one-at-a-time", "retries": 0}
+    hog = trigger_run(
+        submit(dag("hogging", task("hog", "sleep 60", **in_pool), max_active_tasks=1))
+    )
+    wait_for(lambda: running_on(hog, "hog", doomed), message="hog running on doomed")
+    after = trigger_run(submit(dag("after", task("next", effect(effects), **in_pool))))
+    wait_for(lambda: instance(after, "next").waiting_slot, message="next waiting for the slot")
+
+    doomed.kill()  # the worker dies holding the pool's only slot and its run's slot
+    launch_worker("rescuer-slots", ["chaos-slots"], CHAOS_ENV).wait_ready()
+    reconcile_until(lambda: DagRun.objects.get(id=after.id).is_finished, 60, "next to run")
+
+    assert (instance(hog, "hog").state, instance(hog, "hog").error) == (
+        TaskState.FAILED,
+        WORKER_LOST,
+    )
+    assert_finished_once(after, effects)
+    assert Pool.objects.get(name="one-at-a-time").running == 0
+    assert RunSlots.objects.get(run=hog).running == 0
 
 
 def flush_this_sessions_broker() -> int:
