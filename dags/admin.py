@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
@@ -14,7 +16,8 @@ from django.utils.http import urlencode
 
 from . import services
 from .admin_forms import DagResubmitForm, DagSubmitForm
-from .models import Dag, DagVersion
+from .models import Dag, DagVersion, Pool
+from .pools import PoolError, create_or_update_pool
 
 # --- shared display helpers ---------------------------------------------------------------
 
@@ -329,3 +332,94 @@ class DagVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="normalized spec")
     def spec_display(self, version: DagVersion):
         return pretty_json(version.spec)
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+class _PoolExists(Exception):
+    """The add form named an existing pool; raised to roll back the update it made."""
+
+
+class PoolForm(forms.ModelForm):
+    """Name, slots and description; validating the form is writing the pool with
+    create_or_update_pool, whose PoolError becomes the error of the field it names.
+
+    The fields are declared and excluded from the model, so that Django's model checks do
+    not repeat the service's rules (less clearly) or see the pool just created as a
+    duplicate. `result` holds what the service did; `save()` hands back its pool.
+    """
+
+    name = forms.CharField(
+        max_length=100,
+        help_text="Lower-case letters, digits, '_', '.' and '-': what tasks give as `pool:`.",
+    )
+    slots = forms.IntegerField(help_text="At most this many of the pool's tasks run at once.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    class Meta:
+        model = Pool
+        exclude = ("name", "slots", "description", "running", "created_at")
+
+    result: tuple[Pool, bool] | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:  # the admin shows `name` read-only then
+            self.initial.setdefault("slots", self.instance.slots)
+            self.initial.setdefault("description", self.instance.description)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        adding = self.instance.pk is None
+        name = cleaned.get("name") if adding else self.instance.name
+        if name is None or cleaned.get("slots") is None:  # already reported
+            return cleaned
+        try:
+            with transaction.atomic():  # a savepoint, so that _PoolExists undoes the update
+                self.result = create_or_update_pool(name, cleaned["slots"], cleaned["description"])
+                if adding and not self.result[1]:
+                    raise _PoolExists
+        except PoolError as exc:
+            self.result = None
+            self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        except _PoolExists:
+            self.result = None
+            self.add_error("name", f"a pool named '{name}' exists; change it from the pool list")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Pool:
+        assert self.result is not None, "save() comes after a clean() that wrote the pool"
+        return self.result[0]
+
+    def save_m2m(self) -> None:
+        """Nothing to do: create_or_update_pool wrote everything."""
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    """Pools are added and resized through dags/pools.py, as by the API; `running` is the
+    engine's count. No delete: tasks name pools, and the engine counts in them."""
+
+    form = PoolForm
+    list_display = ("name", "slots", "running", "description_excerpt")
+    search_fields = ("name", "description")
+
+    def get_fields(self, request: HttpRequest, obj: Pool | None = None):
+        if obj is None:
+            return ("name", "slots", "description")
+        return ("name", "slots", "running", "description", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pool | None = None):
+        # No renaming: that would strand the tasks that name the pool.
+        return () if obj is None else ("name", "running", "created_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Pool | None = None) -> bool:
+        return False
+
+    def save_model(self, request, obj: Pool, form: PoolForm, change: bool) -> None:
+        pass  # the form's clean() wrote it with create_or_update_pool
+
+    @admin.display(description="description")
+    def description_excerpt(self, pool: Pool) -> str:
+        return excerpt(pool.description)

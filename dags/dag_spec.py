@@ -114,6 +114,8 @@ class DagSpec:
     """The last tick considered (a tick exactly at it runs), like start_date; None: none."""
     concurrency_policy: str = "allow"
     """A scheduled tick while an earlier run is unfinished: allow, forbid (skip) or replace."""
+    run_timeout_secs: float | None = None
+    """Seconds a run may take from its start; past it the run fails. None: no limit."""
     max_active_runs: int = 16
     """Runs of this DAG in flight at once, at most."""
     max_active_tasks: int | None = None

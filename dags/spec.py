@@ -38,7 +38,8 @@ TRIGGER_RULES = (
 )  # fmt: skip
 DAG_KEYS = (
     "id", "name", "description", "schedule", "timezone", "catchup", "start_date", "end_date",
-    "concurrency_policy", "max_active_runs", "max_active_tasks", "default_retries", "params", "tasks",
+    "concurrency_policy", "run_timeout", "run_timeout_secs", "max_active_runs",
+    "max_active_tasks", "default_retries", "params", "tasks",
 )  # fmt: skip
 COMMON_TASK_KEYS = (
     "id", "name", "type", "depends_on", "dependencies", "retries", "retry",
@@ -394,6 +395,7 @@ def _read_dag(document: dict, errors: list[str]) -> dict:
         "start_date": _read_date(reader, "start_date", timezone),
         "end_date": _read_date(reader, "end_date", timezone),
         "concurrency_policy": reader.string("concurrency_policy", "allow", CONCURRENCY_POLICIES),
+        "run_timeout_secs": _read_duration(reader, "run_timeout", None),
         "max_active_runs": reader.integer("max_active_runs", 16, minimum=1),
         "max_active_tasks": reader.integer("max_active_tasks", None, minimum=1),
         "default_retries": reader.integer("default_retries", 0, minimum=0),
@@ -427,18 +429,24 @@ def _check_task_keys(reader: _Reader, task_type: str | None) -> None:
                 reader.fail(f"key '{key}' belongs to {owner} tasks, not {task_type} tasks")
 
 
-def _read_duration(reader: _Reader) -> float:
-    key = "timeout" if "timeout" in reader.mapping else "timeout_secs"
-    value = reader.mapping.get(key, 3600)
+def _read_duration(
+    reader: _Reader, name: str = "timeout", default: float | None = 3600
+) -> float | None:
+    """`NAME: 2h` (a duration) or `NAME_secs: 7200` (seconds), as seconds; `default`
+    when neither is given."""
+    key = name if name in reader.mapping else f"{name}_secs"
+    if key not in reader.mapping:
+        return default
+    value = reader.mapping[key]
     match = DURATION_PATTERN.fullmatch(value.strip()) if isinstance(value, str) else None
-    if key == "timeout" and match:
+    if key == name and match:
         value = float(match[1]) * DURATION_UNITS[match[2]]
         value = int(value) if value.is_integer() else value
     if not _is_number(value) or not 0 < value <= MAX_SECONDS:
-        expected = "a duration such as 90s, 5m or 2h" if key == "timeout" else "a number > 0"
+        expected = "a duration such as 90s, 5m or 2h" if key == name else "a number > 0"
         expected += f" of at most {MAX_SECONDS} seconds"
         reader.fail(f"'{key}' must be {expected}, got {_describe(reader.mapping[key])}")
-        return 3600
+        return default
     return value
 
 

@@ -18,4 +18,7 @@ app.autodiscover_tasks()
 
 @after_setup_logger.connect
 def _quiet_housekeeping(logger: logging.Logger, **kwargs) -> None:
-    quiet_logs.install(logger)
+    from django.conf import settings
+
+    if settings.LOG_LEVEL != "DEBUG":  # at DEBUG, every line is wanted
+        quiet_logs.install(logger)

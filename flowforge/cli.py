@@ -24,6 +24,7 @@ from .cli_format import (
     render_dags,
     render_dead_letters,
     render_logs,
+    render_pools,
     render_run,
     render_runs,
     render_status,
@@ -307,6 +308,26 @@ def cmd_delete(client: ApiClient, args: argparse.Namespace) -> int:
     return show(args, answer, lambda: message)
 
 
+def cmd_pools(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/api/v1/pools", page_size=args.limit)
+    return show_page(
+        args, page, render_pools, "no pools; create one with: flowforge pool NAME --slots N"
+    )
+
+
+def cmd_pool(client: ApiClient, args: argparse.Namespace) -> int:
+    """Create the pool or set its slots (and description); the API says which it did."""
+    body: dict[str, object] = {"name": args.name, "slots": args.slots}
+    if args.description is not None:
+        body["description"] = args.description
+    pool = client.post("/api/v1/pools", json=body)
+    message = (
+        f"pool {pool['name']} {pool.get('outcome')}: "
+        f"{pool['slots']} slots, {pool['running']} running"
+    )
+    return show(args, pool, lambda: message)
+
+
 def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:
     status = client.get("/api/v1/status")
     return show(args, status, lambda: render_status(status, client.base_url))
@@ -392,6 +413,13 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
     logs = command("logs", cmd_logs, "show every attempt's output of a task")
     logs.add_argument("run_id")
     logs.add_argument("task_id")
+    command("pools", cmd_pools, "list pools: slots and tasks running").add_argument(
+        "--limit", type=int, default=1000
+    )
+    pool = command("pool", cmd_pool, "create a pool, or set its slots")
+    pool.add_argument("name")
+    pool.add_argument("--slots", type=int, required=True, help="tasks of the pool run at once")
+    pool.add_argument("--description", help="kept as it is when left out")
     command("status", cmd_status, "counts by state, queue depths, workers")
     workers = command("workers", cmd_workers, "workers seen by heartbeat")
     workers.add_argument("--all", action="store_true", help="include workers gone quiet")

@@ -161,6 +161,12 @@ def render_dags(dags: list[dict]) -> str:
     return table(headers, rows)
 
 
+def render_pools(pools: list[dict]) -> str:
+    headers = ["NAME", "SLOTS", "RUNNING", "DESCRIPTION"]
+    rows = ([p["name"], p.get("slots"), p.get("running"), p.get("description")] for p in pools)
+    return table(headers, rows)
+
+
 def render_status(status: dict, api_url: str) -> str:
     dags = status.get("dags") or {}
     queues = status.get("queues") or {}

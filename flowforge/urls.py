@@ -10,6 +10,7 @@ from rest_framework.permissions import AllowAny
 from dags.api import DagDetail, DagList, DagPause
 from runs.api.adhoc import JobDetail, JobList, WorkflowCreate, WorkflowDetail
 from runs.api.backfill import DagBackfill
+from runs.api.pools import PoolDetail, PoolList
 from runs.api.status import Status, WorkerList
 from runs.api.views import (
     DagRuns,
@@ -62,6 +63,8 @@ urlpatterns = [
     api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/retry", TaskRetry.as_view(), "task-retry"),
     api("dlq", DeadLetterList.as_view(), "dlq-list"),
     api(rf"dlq/(?P<pk>{ID})/retry", DeadLetterRetry.as_view(), "dlq-retry"),
+    api("pools", PoolList.as_view(), "pool-list"),
+    api(rf"pools/(?P<name>{ID})", PoolDetail.as_view(), "pool-detail"),
     api("status", Status.as_view(), "status"),
     api("workers", WorkerList.as_view(), "worker-list"),
     api("jobs", JobList.as_view(), "job-list"),

@@ -29,12 +29,17 @@ class DagRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # started_at + the DAG's run_timeout: past it the run is failed (runs/timeouts.py).
+    deadline_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["state", "-created_at"], name="run_state_created"),
             models.Index(fields=["dag", "state"], name="run_dag_state"),
+            models.Index(
+                fields=["deadline_at"], condition=models.Q(state="running"), name="run_deadline"
+            ),
         ]
         permissions = [
             ("trigger_dagrun", "Can trigger runs"),

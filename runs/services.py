@@ -126,9 +126,9 @@ def _has_room(dag: Dag, max_active_runs: int) -> bool:
 
 def _start(run: DagRun) -> None:
     """queued -> running, and its root task instances pending -> queued, published on commit."""
-    if started_at := states.start_run(run.id):
-        run.state, run.started_at = RunState.RUNNING, started_at
     compiled = compiled_version(run.dag_version_id)
+    if started_at := states.start_run(run.id, compiled.spec.run_timeout_secs):
+        run.state, run.started_at = RunState.RUNNING, started_at
     roots = list(
         TaskInstance.objects.filter(
             run=run, pending_upstream=0, state=TaskState.PENDING

@@ -52,10 +52,12 @@ def dead_letter(entry: dict) -> None:
 
 @shared_task(name=SCHEDULE_TASK, ignore_result=True)
 def schedule() -> dict:
-    """Fired by beat every FLOWFORGE_SCHEDULE_SECS: the runs of the cron ticks now due."""
+    """Fired by beat every FLOWFORGE_SCHEDULE_SECS: the runs of the cron ticks now due,
+    and the runs past their run_timeout."""
     from runs.scheduler import schedule_due
+    from runs.timeouts import time_out_due_runs
 
-    return schedule_due().as_dict()
+    return {**schedule_due().as_dict(), "timed_out": time_out_due_runs()}
 
 
 @beat_init.connect

@@ -111,6 +111,17 @@ def test_empty_optional_values_mean_defaults():
     assert task.depends_on == () and task.env == {}
 
 
+def test_run_timeout_is_read_as_seconds():
+    assert (
+        parse_dag("id: d\nrun_timeout: 2h\ntasks: [{id: t, command: x}]\n").run_timeout_secs == 7200
+    )
+    assert (
+        parse_dag("id: d\nrun_timeout_secs: 90\ntasks: [{id: t, command: x}]\n").run_timeout_secs
+        == 90
+    )
+    assert parse_dag("id: d\ntasks: [{id: t, command: x}]\n").run_timeout_secs is None
+
+
 def test_start_date_is_read_in_the_dag_timezone():
     spec = dag(
         """
@@ -304,6 +315,8 @@ def test_python_task_needs_one_of_script_or_callable():
             "'end_date' 2026-01-01T00:00:00+00:00 is before 'start_date' 2026-02-01",
         ),
         ("concurrency_policy: skip", "'concurrency_policy' must be one of allow, forbid, replace"),
+        ("run_timeout: soon", "'run_timeout' must be a duration such as 90s, 5m or 2h"),
+        ("run_timeout_secs: -1", "'run_timeout_secs' must be a number > 0"),
         ("schedule: '0 0 * * 8'", "bad 'schedule'"),
         ("timezone: Mars/Olympus", "'timezone' 'Mars/Olympus' is not an IANA time zone name"),
     ],
@@ -480,6 +493,7 @@ def test_stored_form_holds_every_key():
         "start_date": None,
         "end_date": None,
         "concurrency_policy": "allow",
+        "run_timeout_secs": None,
         "max_active_runs": 16,
         "max_active_tasks": None,
         "default_retries": 0,
@@ -507,6 +521,7 @@ def test_stored_form_holds_every_key():
                 "env": {},
                 "queue": "default",
                 "trigger_rule": "all_success",
+                "pool": None,
             }
         ],
     }

@@ -289,6 +289,32 @@ def test_pause_and_delete_need_their_roles(api_url):
     assert failed(as_role("operator", "pause", "etl-pipeline")).startswith("flowforge: 404")
 
 
+# --- pools ----------------------------------------------------------------------------
+
+
+def test_pool_creates_and_resizes_and_pools_lists_them(cli):
+    assert ok(cli("pools")).out.startswith("no pools")
+    created = ok(cli("pool", "db", "--slots", "2", "--description", "the warehouse")).out
+    assert created == "pool db created: 2 slots, 0 running\n"
+    assert ok(cli("pool", "db", "--slots", "3")).out == "pool db updated: 3 slots, 0 running\n"
+    answer = ok(cli("pool", "api", "--slots", "0", "--json")).json()
+    assert (answer["name"], answer["slots"], answer["outcome"]) == ("api", 0, "created")
+
+    rows = [line.split() for line in ok(cli("pools")).out.splitlines()]
+    assert rows == [
+        ["NAME", "SLOTS", "RUNNING", "DESCRIPTION"],
+        ["api", "0", "0", "-"],
+        ["db", "3", "0", "the", "warehouse"],
+    ]
+    page = ok(cli("pools", "--json")).json()
+    assert [(p["name"], p["description"]) for p in page["results"]] == [
+        ("api", ""),
+        ("db", "the warehouse"),
+    ]
+    line = failed(cli("pool", "Bad Name", "--slots", "1"))
+    assert line.startswith("flowforge: 400 bad request: pool name 'Bad Name' must match")
+
+
 # --- system views ---------------------------------------------------------------------
 
 

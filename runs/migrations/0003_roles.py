@@ -16,7 +16,10 @@ def create_roles(apps, schema_editor):
         )
         create_permissions(app_config, verbosity=0, apps=apps)
         app_config.models_module = None
-    ensure_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+    # dags.Pool may come later than this (dags 0004): runs 0008 grants its permissions.
+    ensure_roles(
+        apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), missing_ok=True
+    )
 
 
 def drop_roles(apps, schema_editor):

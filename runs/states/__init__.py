@@ -50,10 +50,12 @@ from .records import (
 from .repairs import Republish, requeue_overdue_retries, requeue_stale_queued
 from .rules import all_success_ready
 from .slots import NoSlot, wait_for_slot, wake_waiting
+from .timeouts import RUN_TIMED_OUT, time_out_run, time_out_running, time_out_waiting
 
 __all__ = [
     "CANCELLABLE",
     "Cancelled",
+    "RUN_TIMED_OUT",
     "RUN_TRANSITIONS",
     "TASK_TRANSITIONS",
     "TRANSITIONS",
@@ -89,6 +91,9 @@ __all__ = [
     "requeue_stale_queued",
     "start_run",
     "take_expired_lease",
+    "time_out_run",
+    "time_out_running",
+    "time_out_waiting",
     "wait_for_slot",
     "wake_waiting",
     "worker_host",

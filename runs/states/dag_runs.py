@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -13,7 +13,7 @@ from ..models import DagRun, RunSlots, TaskInstance
 from .instances import COUNT, Cancelled, cancel_instances
 from .machine import RunState, transition
 from .rules import COUNTDOWN_STATES, countdown_set
-from .sql import execute, now, run_key
+from .sql import execute, now, run_key, ts
 
 
 def create_run(
@@ -55,14 +55,22 @@ def create_run(
 START = transition("start_run", "run", [RunState.QUEUED], [RunState.RUNNING])
 
 
-def start_run(run_id: Any) -> datetime | None:
-    """queued -> running, when the run's first tasks are dispatched. Returns the start
-    time, or None when the run was not queued."""
+def start_run(run_id: Any, timeout_secs: float | None = None) -> datetime | None:
+    """queued -> running, when the run's first tasks are dispatched; with a run timeout
+    (seconds) its deadline is set from now. Returns the start time, or None when the run
+    was not queued."""
     started = timezone.now()
+    deadline = started + timedelta(seconds=timeout_secs) if timeout_secs else None
     rows = execute(
-        "UPDATE runs_dagrun SET state = %(target)s, started_at = %(now)s"
-        f" WHERE id = %(id)s AND {START.guard()} RETURNING id",
-        {**START.params(), "target": RunState.RUNNING, "now": now(), "id": run_key(run_id)},
+        "UPDATE runs_dagrun SET state = %(target)s, started_at = %(now)s,"
+        f" deadline_at = %(deadline)s WHERE id = %(id)s AND {START.guard()} RETURNING id",
+        {
+            **START.params(),
+            "target": RunState.RUNNING,
+            "now": ts(started),
+            "deadline": ts(deadline),
+            "id": run_key(run_id),
+        },
     )
     return started if rows else None
 

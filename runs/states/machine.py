@@ -30,7 +30,10 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     TaskState.PENDING: frozenset(
         {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
     ),
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    # queued | up_for_retry -> upstream_failed: the run timed out (CONTRACT section 7).
+    TaskState.QUEUED: frozenset(
+        {TaskState.RUNNING, TaskState.CANCELLED, TaskState.UPSTREAM_FAILED}
+    ),
     # running -> queued: an attempt handed back by FlowForge's own shutdown (CONTRACT
     # section 5), its try number given back with it.
     TaskState.RUNNING: frozenset(
@@ -42,7 +45,9 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
             TaskState.QUEUED,
         }
     ),
-    TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+    TaskState.UP_FOR_RETRY: frozenset(
+        {TaskState.QUEUED, TaskState.CANCELLED, TaskState.UPSTREAM_FAILED}
+    ),
     # Clearing a finished task (retry from the API or the dead-letter queue) makes it
     # wait on its upstream tasks again.
     TaskState.FAILED: frozenset({TaskState.PENDING}),

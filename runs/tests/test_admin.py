@@ -19,7 +19,7 @@ from django_celery_beat.models import (
 )
 from rest_framework.authtoken.models import Token
 
-from dags.models import Dag, DagVersion
+from dags.models import Dag, DagVersion, Pool
 from dags.services import submit_dag
 from dags.tests.test_admin import role_client, staff_operator, staff_viewer  # noqa: F401
 from runs import services
@@ -94,6 +94,7 @@ def every_kind_of_row():
     ClockedSchedule.objects.create(clocked_time=timezone.now())
     SolarSchedule.objects.create(event="sunrise", latitude=50, longitude=10)
     Dag.objects.create(dag_id="legacy", name="made by the old Add DAG page")  # no version
+    Pool.objects.create(name="db", slots=2, description="the warehouse")
     Group.objects.get_or_create(name="viewer")
     user = User.objects.create_user("someone")
     Token.objects.create(user=user)

@@ -108,6 +108,8 @@ TASK_DRIVERS: dict[str, Callable[[TaskInstance, str], object]] = {
     "requeue_overdue_retry": lambda ti, target: states.requeue_overdue_retries(
         [ti.id], timezone.now()
     ),
+    "time_out_running": lambda ti, target: states.time_out_running(ti.run_id, timezone.now()),
+    "time_out_waiting": lambda ti, target: states.time_out_waiting(ti.run_id, timezone.now()),
     "lease": lambda ti, target: states.renew_lease(
         ti.id, ti.try_number, timezone.now() + LONG_AGO, None
     ),
@@ -118,6 +120,7 @@ RUN_DRIVERS: dict[str, Callable[[DagRun, str], object]] = {
     "finish_drained_run": lambda run, target: states.finish_drained_run(run.id),
     "reopen_run": lambda run, target: states.reopen_run(run.id, 1, 0),
     "cancel_run": lambda run, target: states.cancel_run(run.id),
+    "time_out_run": lambda run, target: states.time_out_run(run.id, timezone.now()),
 }
 
 
@@ -147,6 +150,7 @@ def _run_row(dag, source: str, target: str) -> DagRun:
         state=source,
         tasks_unfinished=unfinished,
         tasks_failed=0,
+        deadline_at=timezone.now() - LONG_AGO,
     )
     return DagRun.objects.get(id=run.id)
 

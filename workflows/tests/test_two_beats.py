@@ -30,7 +30,12 @@ tasks:
 def start_beat(folder: Path) -> subprocess.Popen:
     """A `celery beat` on this session's test database and broker."""
     folder.mkdir()
-    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    # LOG_LEVEL=DEBUG keeps beat's "Sending due task" lines, which show it firing.
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "LOG_LEVEL": "DEBUG",
+    }
     env.pop("FLOWFORGE_TEST_DB_NAME", None)
     with open(folder / "beat.log", "wb") as log:
         return subprocess.Popen(
