@@ -26,6 +26,7 @@ BENCHMARKS = {
     "api": "bench.api_load",
     "scale_out": "bench.scale_out",
     "load_jobs": "bench.load_jobs",
+    "slot_cost": "bench.slot_cost",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -153,11 +153,8 @@ def _finish(
 
 
 def _wake_waiting(claim: Claim, finish: states.Finish) -> None:
-    """The slots the attempt gave back wake the oldest instances waiting for them."""
-    woken = states.wake_waiting(run_id=claim.run_id) if finish.freed_run_slot else []
-    if finish.freed_pool:
-        woken += states.wake_waiting(pool=finish.freed_pool)
-    republish(woken)
+    """Instances the finish woke (the slots it gave back) get their messages again."""
+    republish(finish.woken)
 
 
 def _record(result: ExecutionResult) -> dict:

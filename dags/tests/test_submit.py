@@ -115,3 +115,20 @@ def test_submitting_a_deactivated_dag_again_brings_it_back():
     assert Dag.objects.get(dag_id="pipe").is_active
     assert schedule_due(now=due).created == 1  # its plan kept: the tick missed meanwhile
     assert trigger_run("pipe").dag_version_id == first.version.pk
+
+
+def test_a_task_naming_an_unknown_pool_is_refused_and_changes_nothing():
+    from dags.models import Pool
+
+    text = "id: pooled\ntasks:\n  - {id: a, command: 'true', pool: warehouse}\n"
+    with pytest.raises(SpecError) as caught:
+        submit_dag(text)
+    assert caught.value.errors == [
+        "task 'a': 'pool' names unknown pool 'warehouse'; create it first "
+        "(POST /api/v1/pools, manage.py pool or the admin)"
+    ]
+    assert not Dag.objects.filter(dag_id="pooled").exists()
+    Pool.objects.create(name="warehouse", slots=2)
+    assert submit_dag(text).dag.dag_spec.task("a").pool == "warehouse"
+    with pytest.raises(SpecError, match="'pool' 'Ware House' must match"):
+        submit_dag(text.replace("warehouse", "Ware House"))

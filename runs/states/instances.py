@@ -3,6 +3,7 @@ hand back, leave pending, retry, clear, cancel."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -220,6 +221,9 @@ class Finish:
     run_state: str | None  # the run's final state, when this finish ended the run
     freed_run_slot: bool = False  # a slot of the run's max_active_tasks was given back
     freed_pool: str | None = None  # the pool a slot was given back to
+    # Instances waiting for those slots, taken off the wait: the caller sends their
+    # messages again.
+    woken: list[slots.Republish] = dataclasses.field(default_factory=list)
 
 
 LATCH_COLUMNS = (
@@ -337,12 +341,31 @@ def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
     )
 
 
+# PostgreSQL only (the steps above cannot name each other on SQLite, where the caller
+# wakes them in the same transaction): the slots given back wake the oldest waiters.
+_WAKE = (
+    "UPDATE runs_taskinstance SET waiting_slot = %(no)s, queued_at = %(now)s"
+    " WHERE id IN (SELECT id FROM runs_taskinstance"
+    "   WHERE {where} AND waiting_slot AND state = %(queued)s AND EXISTS (SELECT 1 FROM {freed})"
+    "   ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, task_id, try_number,"
+    " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS version"
+)
+# PostgreSQL only (the steps above cannot name each other on SQLite, where the caller
+# wakes them in the same transaction): the slots given back wake the oldest waiters. Each
+# is gated on its slot having been given back, so a finish that freed none scans nothing.
+_WOKEN = (
+    ("woken_run", _WAKE.format(where="run_id = %(run_id)s", freed="run_slot")),
+    ("woken_pool", _WAKE.format(where="pool = (SELECT pool FROM moved)", freed="pool_slot")),
+)
+
+
 @cache
 def _finish_statement(vendor: str) -> Statement:
     """The finish as one statement (PostgreSQL: data-modifying WITH): every step
     happens, or, when the move loses its race, none of them. No transaction is needed
     around it."""
-    steps = ", ".join(f"{name} AS ({sql})" for name, sql in _finish_steps(vendor))
+    steps = ", ".join(f"{name} AS ({sql})" for name, sql in (*_finish_steps(vendor), *_WOKEN))
     return Statement(
         "finish",
         f"WITH {steps}"
@@ -352,7 +375,11 @@ def _finish_statement(vendor: str) -> Statement:
         " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
         " FROM counted"
         " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM run_slot"
-        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot",
+        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot"
+        " UNION ALL SELECT 'woken', id, task_id, NULL, try_number, version, NULL, NULL"
+        " FROM woken_run"
+        " UNION ALL SELECT 'woken', id, task_id, NULL, try_number, version, NULL, NULL"
+        " FROM woken_pool",
     )
 
 
@@ -392,6 +419,8 @@ def finish_task(
         **RELEASE_STATES,
         **COUNTDOWN_STATES,
         "target": target,
+        "queued": TaskState.QUEUED,
+        "no": False,
         "now": now(),
         "next_retry_at": ts(next_retry_at),
         "exit_code": exit_code,
@@ -427,6 +456,7 @@ def finish_task(
             run_state,
             any(row[0] == "run_slot" for row in rows),
             next((row[2] for row in rows if row[0] == "pool_slot"), None),
+            [slots.Republish(row[1], row[4], row[2], row[5]) for row in rows if row[0] == "woken"],
         )
     return _finish_stepwise(params)
 
