@@ -69,7 +69,16 @@ def test_every_benchmark_runs_on_tiny_sizes(tmp_path):
     document = run_bench(tmp_path, *TINY, timeout=240)
     assert_well_formed(
         document,
-        {"chain", "throughput", "flat_cost", "db_work", "api", "scale_out", "load_jobs"},
+        {
+            "chain",
+            "throughput",
+            "flat_cost",
+            "db_work",
+            "api",
+            "scale_out",
+            "load_jobs",
+            "slot_cost",
+        },
     )
     assert_jobs_accounted_for(document["benchmarks"]["load_jobs"], 50)
 
