@@ -55,7 +55,8 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
         claim = wait_for_database(_claim, instance_id, try_number, worker, give_up_on_shutdown=True)
         if claim is None:
             log.info(
-                "task instance %s try %s already claimed; dropping message",
+                "task instance %s (message for try %s): nothing to claim (claimed already, "
+                "or it waits for a slot); dropping the message",
                 instance_id,
                 try_number,
             )
@@ -118,7 +119,11 @@ def _wait_for_slot(instance_id: int, try_number: int, worker: str) -> states.Cla
     try:
         return _claim_once(instance_id, try_number, worker)
     except states.NoSlot:
-        log.info("task instance %s try %s waits for a slot", instance_id, try_number + 1)
+        log.info(
+            "task instance %s (message for try %s) waits for a slot of its run or pool",
+            instance_id,
+            try_number,
+        )
         return None
 
 

@@ -55,7 +55,8 @@ class DagBackfill(APIView):
         return Response(
             {
                 "created": RunSerializer(runs, many=True).data,
-                "skipped": [tick.isoformat() for tick in done.skipped],
+                # As the runs' logical dates are shown: UTC.
+                "skipped": [serializers.DateTimeField().to_representation(t) for t in done.skipped],
             },
             status=status.HTTP_201_CREATED if done.created else status.HTTP_200_OK,
         )

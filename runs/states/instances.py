@@ -476,6 +476,10 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
             )
             for name, sql in later
         }
+        freed_pool = results["pool_slot"][0][0] if results["pool_slot"] else None
+        woken = slots.wake_waiting(run_id=params["run_id"]) if results["run_slot"] else []
+        if freed_pool:
+            woken += slots.wake_waiting(pool=freed_pool)
     latches = [Latch(*row) for row in results["released"]]
     counted = results["counted"]
     return Finish(
@@ -483,7 +487,8 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
         latches,
         counted[0][0] if counted and counted[0][1] == 0 else None,
         bool(results["run_slot"]),
-        results["pool_slot"][0][0] if results["pool_slot"] else None,
+        freed_pool,
+        woken,
     )
 
 

@@ -219,7 +219,7 @@ def test_backfill_through_the_api(api):
     assert again.status_code == 200
     assert again.json() == {
         "created": [],
-        "skipped": ["2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00"],
+        "skipped": ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"],
     }
 
 

@@ -223,3 +223,33 @@ def test_the_same_statements_hold_on_sqlite(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+@pytest.mark.parametrize("limit", ["max_active_tasks", "pool"])
+def test_a_full_slot_refuses_the_claim_and_the_finish_wakes_the_waiter(limit):
+    """On both backends (this file also runs on SQLite): the claim that would exceed a
+    slot changes nothing, and the finish that frees it takes the waiter off the wait."""
+    from dags.models import Pool
+
+    Pool.objects.create(name="one", slots=1)
+    keys = "max_active_tasks: 1\n" if limit == "max_active_tasks" else ""
+    pool = "" if limit == "max_active_tasks" else ", pool: one"
+    run = trigger_run(
+        submit(
+            f"id: slotted\n{keys}tasks:\n"
+            f"  - {{id: a, command: 'true', queue: nobody-listens{pool}}}\n"
+            f"  - {{id: b, command: 'true', queue: nobody-listens{pool}}}\n"
+        )
+    )
+    a, b = (TaskInstance.objects.get(run=run, task_id=t) for t in "ab")
+    claim = states.claim(a.id, 0, "w@host", 60)
+    with pytest.raises(states.NoSlot):
+        states.claim(b.id, 0, "w@host", 60)
+    assert TaskInstance.objects.get(id=b.id).state == TaskState.QUEUED  # nothing changed
+    assert states.wait_for_slot(b.id, 0)
+
+    finish = states.finish_task(claim, TaskState.SUCCESS, downstream=[], queue_ids=())
+
+    assert [(w.instance_id, w.try_number) for w in finish.woken] == [(b.id, 0)]
+    assert not TaskInstance.objects.get(id=b.id).waiting_slot
+    assert states.claim(b.id, 0, "w@host", 60) is not None
