@@ -88,14 +88,17 @@ def _schedule(dag: Dag, now: datetime, done: SchedulePass) -> None:
     else:
         latest = schedule.latest_at_or_before(until, since=dag.next_run_at)
         ticks = [latest] if latest else []
+    full = spec.catchup and len(ticks) == CATCHUP_BATCH
+    # The latest due tick is the one falling due now; older ones are catchup runs, which
+    # concurrency_policy leaves alone (CONTRACT section 7).
+    due_now = ticks[-1] if ticks and not full else None
     for tick in ticks:
-        if not spec.catchup and not _policy_allows(dag, spec, tick, done):
+        if tick == due_now and not _policy_allows(dag, spec, tick, done):
             continue
         if services.trigger_tick(dag, tick, triggered_by="schedule"):
             done.created += 1
         else:
             done.skipped += 1
-    full = spec.catchup and len(ticks) == CATCHUP_BATCH
     _move_on(dag, _next_tick(schedule, spec, ticks[-1] if full else now))
 
 

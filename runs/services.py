@@ -233,7 +233,7 @@ def _clear(run: DagRun, compiled, rows: dict, cleared: list[TaskInstance]) -> No
         states.clear_instance(ti.id, ti.state, max_tries=ti.try_number + 1 + retries, latch=latch)
         ti.pending_upstream = latch["pending_upstream"]
     failing = sum(ti.state in TaskState.FAILING for ti in cleared)
-    states.reopen_run(run.id, len(cleared), failing)
+    states.reopen_run(run.id, len(cleared), failing, compiled.spec.run_timeout_secs)
     ready = [ti for ti in cleared if ti.pending_upstream == 0]
     moved = set(states.leave_pending([ti.id for ti in ready], TaskState.QUEUED))
     publish_on_commit(

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import DagRun, RunSlots, TaskInstance
-from .instances import COUNT, Cancelled, cancel_instances
+from .instances import COUNT, Cancelled, cancel_instances, lock_unfinished
 from .machine import RunState, transition
 from .rules import COUNTDOWN_STATES, countdown_set
 from .sql import execute, now, run_key, ts
@@ -75,14 +75,25 @@ def start_run(run_id: Any, timeout_secs: float | None = None) -> datetime | None
     return started if rows else None
 
 
-def _countdown(transition_, run_id: Any, final: int, failing: int, also: str = "") -> tuple | None:
+def _countdown(
+    transition_,
+    run_id: Any,
+    final: int,
+    failing: int,
+    also: str = "",
+    more_set: str = "",
+    more_params: dict[str, Any] | None = None,
+) -> tuple | None:
+    """The countdown statement guarded by `transition_`; `also` adds to its condition,
+    `more_set` to its SET (with `more_params`)."""
     rows = execute(
-        f"UPDATE runs_dagrun SET {countdown_set()}"
+        f"UPDATE runs_dagrun SET {countdown_set()}{more_set}"
         f" WHERE id = %(run_id)s AND {transition_.guard()}{also}"
         " RETURNING state, tasks_unfinished",
         {
             **transition_.params(),
             **COUNTDOWN_STATES,
+            **(more_params or {}),
             "final": final,
             "failing": failing,
             "now": now(),
@@ -124,10 +135,24 @@ REOPEN = transition(
 )
 
 
-def reopen_run(run_id: Any, cleared: int, cleared_failing: int) -> bool:
+def reopen_run(
+    run_id: Any, cleared: int, cleared_failing: int, timeout_secs: float | None = None
+) -> bool:
     """A run whose `cleared` final task instances (`cleared_failing` of them failed) run
-    again -> running: the countdown, counted back up."""
-    return _countdown(REOPEN, run_id, -cleared, -cleared_failing) is not None
+    again -> running: the countdown, counted back up. A finished run revived so gets its
+    run timeout (`timeout_secs`) counted afresh from now (CONTRACT section 9); a running
+    one keeps its deadline."""
+    deadline = timezone.now() + timedelta(seconds=timeout_secs) if timeout_secs else None
+    reopened = _countdown(
+        REOPEN,
+        run_id,
+        -cleared,
+        -cleared_failing,
+        more_set=", deadline_at = CASE WHEN state = %(was_running)s THEN deadline_at"
+        " ELSE %(deadline)s END",
+        more_params={"was_running": RunState.RUNNING, "deadline": ts(deadline)},
+    )
+    return reopened is not None
 
 
 CANCEL_RUN = transition(
@@ -139,9 +164,12 @@ def cancel_run(run_id: Any) -> Cancelled | None:
     """queued | running -> cancelled, with every unfinished task instance (one
     transaction). None when the run had already finished."""
     with transaction.atomic():
+        lock_unfinished(run_id)
+        # Nothing is left to count down: a repair that reopens the run counts its
+        # cleared tasks up from here.
         rows = execute(
-            "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s"
-            f" WHERE id = %(id)s AND {CANCEL_RUN.guard()} RETURNING id",
+            "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s,"
+            f" tasks_unfinished = 0 WHERE id = %(id)s AND {CANCEL_RUN.guard()} RETURNING id",
             {
                 **CANCEL_RUN.params(),
                 "target": RunState.CANCELLED,

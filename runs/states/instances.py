@@ -343,29 +343,12 @@ def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
 
 # PostgreSQL only (the steps above cannot name each other on SQLite, where the caller
 # wakes them in the same transaction): the slots given back wake the oldest waiters.
-_WAKE = (
-    "UPDATE runs_taskinstance SET waiting_slot = %(no)s, queued_at = %(now)s"
-    " WHERE id IN (SELECT id FROM runs_taskinstance"
-    "   WHERE {where} AND waiting_slot AND state = %(queued)s AND EXISTS (SELECT 1 FROM {freed})"
-    "   ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-    " RETURNING id, task_id, try_number,"
-    " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS version"
-)
-# PostgreSQL only (the steps above cannot name each other on SQLite, where the caller
-# wakes them in the same transaction): the slots given back wake the oldest waiters. Each
-# is gated on its slot having been given back, so a finish that freed none scans nothing.
-_WOKEN = (
-    ("woken_run", _WAKE.format(where="run_id = %(run_id)s", freed="run_slot")),
-    ("woken_pool", _WAKE.format(where="pool = (SELECT pool FROM moved)", freed="pool_slot")),
-)
-
-
 @cache
 def _finish_statement(vendor: str) -> Statement:
     """The finish as one statement (PostgreSQL: data-modifying WITH): every step
     happens, or, when the move loses its race, none of them. No transaction is needed
     around it."""
-    steps = ", ".join(f"{name} AS ({sql})" for name, sql in (*_finish_steps(vendor), *_WOKEN))
+    steps = ", ".join(f"{name} AS ({sql})" for name, sql in _finish_steps(vendor))
     return Statement(
         "finish",
         f"WITH {steps}"
@@ -375,11 +358,7 @@ def _finish_statement(vendor: str) -> Statement:
         " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
         " FROM counted"
         " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM run_slot"
-        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot"
-        " UNION ALL SELECT 'woken', id, task_id, NULL, try_number, version, NULL, NULL"
-        " FROM woken_run"
-        " UNION ALL SELECT 'woken', id, task_id, NULL, try_number, version, NULL, NULL"
-        " FROM woken_pool",
+        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot",
     )
 
 
@@ -450,15 +429,28 @@ def finish_task(
             rows = cursor.fetchall()
         latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
         run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
+        freed_run_slot = any(row[0] == "run_slot" for row in rows)
+        freed_pool = next((row[2] for row in rows if row[0] == "pool_slot"), None)
         return Finish(
             any(row[0] == "moved" for row in rows),
             latches,
             run_state,
-            any(row[0] == "run_slot" for row in rows),
-            next((row[2] for row in rows if row[0] == "pool_slot"), None),
-            [slots.Republish(row[1], row[4], row[2], row[5]) for row in rows if row[0] == "woken"],
+            freed_run_slot,
+            freed_pool,
+            _wake(params["run_id"], freed_run_slot, freed_pool),
         )
     return _finish_stepwise(params)
+
+
+def _wake(run_id: Any, freed_run_slot: bool, freed_pool: str | None) -> list[slots.Republish]:
+    """The waiters the given-back slots wake. A statement of its own, after the finish:
+    its snapshot must include a waiter that marked itself while the finish ran (its
+    second try found the slot still taken), or that waiter would sleep until the
+    reconciler republishes it."""
+    woken = slots.wake_waiting(run_id=run_id) if freed_run_slot else []
+    if freed_pool:
+        woken += slots.wake_waiting(pool=freed_pool)
+    return woken
 
 
 def _finish_stepwise(params: dict[str, Any]) -> Finish:
@@ -477,9 +469,7 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
             for name, sql in later
         }
         freed_pool = results["pool_slot"][0][0] if results["pool_slot"] else None
-        woken = slots.wake_waiting(run_id=params["run_id"]) if results["run_slot"] else []
-        if freed_pool:
-            woken += slots.wake_waiting(pool=freed_pool)
+        woken = _wake(params["run_id"], bool(results["run_slot"]), freed_pool)
     latches = [Latch(*row) for row in results["released"]]
     counted = results["counted"]
     return Finish(
@@ -575,6 +565,18 @@ class Cancelled:
 
     instances: int
     freed_pools: Counter[str]
+
+
+def lock_unfinished(run_id: Any) -> None:
+    """Lock the run's unfinished instances (the caller's transaction) before its run row,
+    the order a finish takes them in (instance, then run), so a cancel or a timeout
+    racing a finish waits instead of deadlocking, and no claim slips between them."""
+    if on_postgres():
+        execute(
+            "SELECT id FROM runs_taskinstance"
+            f" WHERE run_id = %(run_id)s AND {CANCEL.guard()} ORDER BY id FOR UPDATE",
+            {**CANCEL.params(), "run_id": run_key(run_id)},
+        )
 
 
 def cancel_instances(run_id: Any) -> Cancelled:

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from ..models import TaskAttempt
 from . import slots
-from .instances import Cancelled, worker_host
+from .instances import Cancelled, lock_unfinished, worker_host
 from .machine import RunState, TaskState, transition
 from .sql import any_of, execute, id_list, on_postgres, read_datetime, run_key, ts
 
@@ -35,9 +35,10 @@ def time_out_run(run_id: Any, now: datetime) -> Cancelled | None:
     unfinished task instances (one transaction). Returns what was stopped (and the pool
     slots given back), or None when the run was not running past its deadline."""
     with transaction.atomic():
+        # Instances first (a finish's order), so no claim slips in between the steps.
+        lock_unfinished(run_id)
         rows = execute(
-            "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s,"
-            " tasks_unfinished = 0"
+            "UPDATE runs_dagrun SET state = %(target)s, finished_at = %(now)s"
             f" WHERE id = %(id)s AND {TIME_OUT_RUN.guard()} AND deadline_at <= %(now)s"
             " RETURNING id",
             {
@@ -51,6 +52,12 @@ def time_out_run(run_id: Any, now: datetime) -> Cancelled | None:
             return None
         stopped = time_out_running(run_id, now)
         waiting = time_out_waiting(run_id, now)
+        # Counted as the finish would have: a repair that clears them counts them back.
+        execute(
+            "UPDATE runs_dagrun SET tasks_unfinished = 0, tasks_failed = tasks_failed + %(n)s"
+            " WHERE id = %(id)s",
+            {"n": stopped.instances + waiting, "id": run_key(run_id)},
+        )
     return Cancelled(stopped.instances + waiting, stopped.freed_pools)
 
 

@@ -139,9 +139,11 @@ def test_concurrency_policy_allow_queues_under_max_active_runs():
     assert [state for _, _, state in runs()] == ["running", "queued"]
 
 
-def test_catchup_runs_ignore_concurrency_policy():
+def test_catchup_runs_ignore_concurrency_policy_and_the_tick_due_now_does_not():
     submit(hourly("catchup: true", "concurrency_policy: forbid"))
-    assert schedule_due(now=at(3, 30)).created == 4
+    # Ticks 0-2 were missed (catchup runs); tick 3 falls due now, while they are unfinished.
+    assert schedule_due(now=at(3, 30)).as_dict() == {"created": 3, "skipped": 1, "replaced": 0}
+    assert [tick for tick, _, _ in runs()] == [at(0), at(1), at(2)]
 
 
 def test_next_run_at_is_the_tick_the_scheduled_run_gets(api):

@@ -60,3 +60,33 @@ tasks:
     assert nap.attempts.get().error == "run timed out"
     # Stopped at its next lease renewal: nothing of the run keeps running.
     wait_for(lambda: not alive(pid), 10, message="the sleep to be killed")
+
+
+def test_a_timed_out_run_can_be_repaired_and_gets_a_fresh_deadline(tmp_path):
+    """No worker needed: the timeout is applied by hand at a chosen moment."""
+    from runs import states
+    from runs.services import retry_task
+
+    dag = submit(
+        """
+id: repairable
+run_timeout: 1h
+tasks:
+  - {id: nap, command: "true", queue: nobody-listens}
+  - {id: after, command: "true", depends_on: [nap], queue: nobody-listens}
+"""
+    )
+    run = trigger_run(dag)
+    nap = TaskInstance.objects.get(run=run, task_id="nap")
+    states.claim(nap.id, 0, "w@host", 60)
+    run.refresh_from_db()
+    assert states.time_out_run(run.id, run.deadline_at) is not None
+    run.refresh_from_db()
+    assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("failed", 0, 2)
+
+    before = timezone.now()
+    retry_task(run, "nap")  # clears nap and its downstream: the run comes back
+
+    run.refresh_from_db()
+    assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("running", 2, 0)
+    assert run.deadline_at >= before + timezone.timedelta(hours=1)

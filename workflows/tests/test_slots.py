@@ -89,3 +89,7 @@ def test_cancel_gives_the_pool_slot_back_and_wakes_the_waiting_task(worker, tmp_
     cancel_run(DagRun.objects.get(id=hog.id))
     assert wait_for_run(waiting.id, timeout=30).state == "success"
     assert Pool.objects.get(name="gate").running == 0
+    # The cancelled sleep is stopped at its next lease renewal and recorded; wait for
+    # that, so that nothing of this test still writes while the next one starts.
+    hogged = TaskInstance.objects.get(run=hog)
+    wait_for(lambda: hogged.attempts.exists(), 30, message="the stopped attempt recorded")
