@@ -18,13 +18,15 @@ slot) or comes after the mark (and sees it).
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
+from ..prepared import Statement
 from .machine import TaskState
 from .repairs import Republish
-from .sql import execute, now, on_postgres, run_key
+from .sql import execute, now, run_key
 
 
 class NoSlot(Exception):
@@ -76,27 +78,29 @@ def wait_for_slot(instance_id: int, try_number: int) -> bool:
     return bool(rows)
 
 
+@cache
+def _wake_statement(vendor: str, by: str) -> Statement:
+    """The wake-up, by run or by pool, prepared once per PostgreSQL session: it follows
+    every finish that gave a slot back, so it should not be planned each time."""
+    skip_locked = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    return Statement(
+        f"wake_by_{by}",
+        "UPDATE runs_taskinstance SET waiting_slot = %(no)s, queued_at = %(now)s"
+        " WHERE id IN (SELECT id FROM runs_taskinstance"
+        f"   WHERE {by} = %(key)s AND waiting_slot AND state = %(queued)s"
+        f"   ORDER BY queued_at LIMIT %(count)s{skip_locked})"
+        " RETURNING id, try_number, task_id,"
+        " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
+    )
+
+
 def wake_waiting(*, run_id: Any = None, pool: str | None = None, count: int = 1) -> list[Republish]:
     """Take the `count` oldest instances waiting for a slot of the run `run_id` or of the
     pool `pool` off the wait; the caller sends their messages again."""
     if (run_id is None) == (pool is None):
         raise ValueError("wake the waiters of a run or of a pool")
-    where = "run_id = %(run_id)s" if run_id is not None else "pool = %(pool)s"
-    skip_locked = " FOR UPDATE SKIP LOCKED" if on_postgres() else ""
-    rows = execute(
-        "UPDATE runs_taskinstance SET waiting_slot = %(no)s, queued_at = %(now)s"
-        " WHERE id IN (SELECT id FROM runs_taskinstance"
-        f"   WHERE {where} AND waiting_slot AND state = %(queued)s"
-        f"   ORDER BY queued_at LIMIT %(count)s{skip_locked})"
-        " RETURNING id, try_number, task_id,"
-        " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
-        {
-            "no": False,
-            "now": now(),
-            "queued": TaskState.QUEUED,
-            "count": count,
-            "run_id": run_key(run_id) if run_id is not None else None,
-            "pool": pool,
-        },
-    )
-    return [Republish(*row) for row in rows]
+    by, key = ("run_id", run_key(run_id)) if run_id is not None else ("pool", pool)
+    params = {"no": False, "now": now(), "queued": TaskState.QUEUED, "count": count, "key": key}
+    with connection.cursor() as cursor:
+        _wake_statement(connection.vendor, by).execute(cursor, params)
+        return [Republish(*row) for row in cursor.fetchall()]
