@@ -95,6 +95,9 @@ class Pool(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slots = models.PositiveIntegerField()
     running = models.PositiveIntegerField(default=0)
+    # Tasks marked waiting for a slot of this pool, at least (runs/states/slots.py): a
+    # finish that gives a slot back looks for one to wake only when this is above 0.
+    waiting = models.PositiveIntegerField(default=0)
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 

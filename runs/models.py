@@ -159,6 +159,7 @@ class RunSlots(models.Model):
     )
     max_active_tasks = models.PositiveIntegerField()
     running = models.PositiveIntegerField(default=0)
+    waiting = models.PositiveIntegerField(default=0)  # as Pool.waiting
 
     class Meta:
         verbose_name_plural = "run slots"

@@ -332,11 +332,12 @@ def _finish_steps(vendor: str) -> tuple[tuple[str, str], ...]:
         ),
         (
             "run_slot",
-            slots.GIVE_RUN_SLOT.format(n="1", run="%(run_id)s") + after_move + " RETURNING 1",
+            slots.GIVE_RUN_SLOT.format(n="1", run="%(run_id)s") + after_move + " RETURNING waiting",
         ),
         (
             "pool_slot",
-            slots.GIVE_POOL_SLOT.format(n="1", pool="(SELECT pool FROM moved)") + " RETURNING name",
+            slots.GIVE_POOL_SLOT.format(n="1", pool="(SELECT pool FROM moved)")
+            + " RETURNING name, waiting",
         ),
     )
 
@@ -357,8 +358,9 @@ def _finish_statement(vendor: str) -> Statement:
         " upstream_failed, upstream_skipped FROM released"
         " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
         " FROM counted"
-        " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM run_slot"
-        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, NULL, NULL, NULL, NULL FROM pool_slot",
+        " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, waiting, NULL, NULL, NULL FROM run_slot"
+        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, waiting, NULL, NULL, NULL"
+        " FROM pool_slot",
     )
 
 
@@ -429,27 +431,29 @@ def finish_task(
             rows = cursor.fetchall()
         latches = [Latch(*row[1:]) for row in rows if row[0] == "latch"]
         run_state = next((row[3] for row in rows if row[0] == "run" and row[4] == 0), None)
-        freed_run_slot = any(row[0] == "run_slot" for row in rows)
-        freed_pool = next((row[2] for row in rows if row[0] == "pool_slot"), None)
+        run_slot = next((row[4] for row in rows if row[0] == "run_slot"), None)
+        pool_slot = next(((row[2], row[4]) for row in rows if row[0] == "pool_slot"), None)
         return Finish(
             any(row[0] == "moved" for row in rows),
             latches,
             run_state,
-            freed_run_slot,
-            freed_pool,
-            _wake(params["run_id"], freed_run_slot, freed_pool),
+            run_slot is not None,
+            pool_slot[0] if pool_slot else None,
+            _wake(params["run_id"], run_slot, pool_slot),
         )
     return _finish_stepwise(params)
 
 
-def _wake(run_id: Any, freed_run_slot: bool, freed_pool: str | None) -> list[slots.Republish]:
-    """The waiters the given-back slots wake. A statement of its own, after the finish:
-    its snapshot must include a waiter that marked itself while the finish ran (its
-    second try found the slot still taken), or that waiter would sleep until the
-    reconciler republishes it."""
-    woken = slots.wake_waiting(run_id=run_id) if freed_run_slot else []
-    if freed_pool:
-        woken += slots.wake_waiting(pool=freed_pool)
+def _wake(
+    run_id: Any, run_waiting: int | None, pool_slot: tuple[str, int] | None
+) -> list[slots.Republish]:
+    """The waiters the given-back slots wake, when the slots' waiting counters (read by
+    the release, under its row lock) say there are any; none is looked for otherwise,
+    which is the common case. A statement of its own, after the finish: its snapshot
+    includes every waiter the counters counted (runs/states/slots.py)."""
+    woken = slots.wake_waiting(run_id=run_id) if run_waiting else []
+    if pool_slot and pool_slot[1]:
+        woken += slots.wake_waiting(pool=pool_slot[0])
     return woken
 
 
@@ -468,8 +472,14 @@ def _finish_stepwise(params: dict[str, Any]) -> Finish:
             )
             for name, sql in later
         }
-        freed_pool = results["pool_slot"][0][0] if results["pool_slot"] else None
-        woken = _wake(params["run_id"], bool(results["run_slot"]), freed_pool)
+        run_slot = results["run_slot"][0][0] if results["run_slot"] else None
+        pool_slot = (
+            (results["pool_slot"][0][0], results["pool_slot"][0][1])
+            if results["pool_slot"]
+            else None
+        )
+        freed_pool = pool_slot[0] if pool_slot else None
+        woken = _wake(params["run_id"], run_slot, pool_slot)
     latches = [Latch(*row) for row in results["released"]]
     counted = results["counted"]
     return Finish(
@@ -588,7 +598,7 @@ def cancel_instances(run_id: Any) -> Cancelled:
     an attempt claimed or finished meanwhile is counted exactly when it holds its slots.
     """
     locked = execute(
-        "SELECT id, state, pool FROM runs_taskinstance"
+        "SELECT id, state, pool, waiting_slot FROM runs_taskinstance"
         f" WHERE run_id = %(run_id)s AND {CANCEL.guard()}"
         + (" FOR UPDATE" if on_postgres() else ""),
         {**CANCEL.params(), "run_id": run_key(run_id)},
@@ -603,10 +613,11 @@ def cancel_instances(run_id: Any) -> Cancelled:
             "target": TaskState.CANCELLED,
             "now": now(),
             "no": False,
-            "ids": id_list([pk for pk, _, _ in locked]),
+            "ids": id_list([row[0] for row in locked]),
         },
     )
-    running = [pool for _, state, pool in locked if state == TaskState.RUNNING]
+    running = [pool for _, state, pool, _ in locked if state == TaskState.RUNNING]
     pools = Counter(pool for pool in running if pool)
     slots.give_back(run_id, pools, len(running))
+    slots.forget_waiting(run_id, [pool for _, _, pool, waiting in locked if waiting])
     return Cancelled(len(locked), pools)

@@ -21,12 +21,12 @@ from collections import Counter
 from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
 from ..prepared import Statement
 from .machine import TaskState
 from .repairs import Republish
-from .sql import execute, now, run_key
+from .sql import execute, now, on_postgres, run_key
 
 
 class NoSlot(Exception):
@@ -66,16 +66,61 @@ def give_back(run_id: Any, pools: Counter[str], running: int) -> None:
             execute(GIVE_POOL_SLOT.format(n="%(n)s", pool="%(pool)s"), {"n": count, "pool": pool})
 
 
+COUNT_WAITING = (
+    ("UPDATE runs_runslots SET waiting = waiting + %(n)s WHERE run_id = %(run_id)s"),
+    ("UPDATE dags_pool SET waiting = waiting + %(n)s WHERE name = %(pool)s"),
+)
+UNCOUNT_WAITING = (
+    "UPDATE runs_runslots SET waiting = GREATEST(waiting - %(n)s, 0) WHERE run_id = %(run_id)s",
+    "UPDATE dags_pool SET waiting = GREATEST(waiting - %(n)s, 0) WHERE name = %(pool)s",
+)
+
+
+def _count_waiting(run_id: Any, pools: Counter[str], waiters: int, *, up: bool) -> None:
+    """Count `waiters` of a run (by pool in `pools`) onto (or off) the waiting counters
+    that tell a finish whether to look for someone to wake."""
+    run_sql, pool_sql = COUNT_WAITING if up else UNCOUNT_WAITING
+    if not up and not on_postgres():  # SQLite spells GREATEST as MAX
+        run_sql, pool_sql = (sql.replace("GREATEST", "MAX") for sql in (run_sql, pool_sql))
+    if waiters:
+        execute(run_sql, {"n": waiters, "run_id": run_key(run_id)})
+    for pool, count in pools.items():
+        if pool:
+            execute(pool_sql, {"n": count, "pool": pool})
+
+
 def wait_for_slot(instance_id: int, try_number: int) -> bool:
-    """Mark a queued instance as waiting for a slot; False when it is no longer queued at
-    that try (another message claimed it, or it was cancelled)."""
-    rows = execute(
-        "UPDATE runs_taskinstance SET waiting_slot = %(yes)s"
-        " WHERE id = %(id)s AND state = %(queued)s AND try_number = %(try_number)s"
-        " RETURNING id",
-        {"yes": True, "id": instance_id, "queued": TaskState.QUEUED, "try_number": try_number},
-    )
-    return bool(rows)
+    """Mark a queued instance as waiting for a slot, counted on its run's and its pool's
+    waiting counters (one transaction); False when it is no longer queued at that try
+    (another message claimed it, or it was cancelled).
+
+    The counters are what keeps a wake-up from being lost: a finish reads them through
+    the UPDATE that gives its slot back, which sees the latest row under its lock. Either
+    this count committed first (the finish sees it and wakes), or the finish holds the
+    row and this count waits for it to commit (the claim tried next finds the slot)."""
+    with transaction.atomic():
+        rows = execute(
+            "SELECT run_id, pool, waiting_slot FROM runs_taskinstance"
+            " WHERE id = %(id)s AND state = %(queued)s AND try_number = %(try_number)s"
+            + (" FOR UPDATE" if on_postgres() else ""),
+            {"id": instance_id, "queued": TaskState.QUEUED, "try_number": try_number},
+        )
+        if not rows:
+            return False
+        run_id, pool, waiting = rows[0]
+        if not waiting:
+            execute(
+                "UPDATE runs_taskinstance SET waiting_slot = %(yes)s WHERE id = %(id)s",
+                {"yes": True, "id": instance_id},
+            )
+            _count_waiting(run_id, Counter([pool]), 1, up=True)
+    return True
+
+
+def forget_waiting(run_id: Any, waiting_pools: list[str]) -> None:
+    """Instances of a run that stop waiting other than by a wake-up (cancel, timeout):
+    off the counters. `waiting_pools` holds each one's pool ("" for none)."""
+    _count_waiting(run_id, Counter(waiting_pools), len(waiting_pools), up=False)
 
 
 @cache
@@ -101,6 +146,15 @@ def wake_waiting(*, run_id: Any = None, pool: str | None = None, count: int = 1)
         raise ValueError("wake the waiters of a run or of a pool")
     by, key = ("run_id", run_key(run_id)) if run_id is not None else ("pool", pool)
     params = {"no": False, "now": now(), "queued": TaskState.QUEUED, "count": count, "key": key}
-    with connection.cursor() as cursor:
-        _wake_statement(connection.vendor, by).execute(cursor, params)
-        return [Republish(*row) for row in cursor.fetchall()]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            _wake_statement(connection.vendor, by).execute(cursor, params)
+            woken = [Republish(*row) for row in cursor.fetchall()]
+        if woken:
+            # Off the counter of the slot they were woken for; an instance waiting on
+            # both a run and a pool stays counted on the other, which only costs a look.
+            if run_id is not None:
+                _count_waiting(run_id, Counter(), len(woken), up=False)
+            elif pool:
+                _count_waiting(None, Counter({pool: len(woken)}), 0, up=False)
+    return woken

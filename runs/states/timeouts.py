@@ -104,7 +104,14 @@ def time_out_running(run_id: Any, now: datetime) -> Cancelled:
 
 
 def time_out_waiting(run_id: Any, now: datetime) -> int:
-    """The run's pending, queued and up_for_retry instances -> upstream_failed."""
+    """The run's pending, queued and up_for_retry instances -> upstream_failed (those
+    waiting for a slot taken off the waiting counters)."""
+    waiting = execute(
+        "SELECT pool FROM runs_taskinstance"
+        " WHERE run_id = %(run_id)s AND waiting_slot AND state = %(queued)s",
+        {"run_id": run_key(run_id), "queued": TaskState.QUEUED},
+    )
+    slots.forget_waiting(run_id, [pool for (pool,) in waiting])
     rows = execute(
         "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
         " next_retry_at = NULL, waiting_slot = %(no)s"

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from runs import states
-from runs.models import DagRun, TaskInstance
+from runs.models import DagRun, RunSlots, TaskInstance
 from runs.services import trigger_run
 from runs.states import (
     RUN_TRANSITIONS,
@@ -247,9 +247,16 @@ def test_a_full_slot_refuses_the_claim_and_the_finish_wakes_the_waiter(limit):
         states.claim(b.id, 0, "w@host", 60)
     assert TaskInstance.objects.get(id=b.id).state == TaskState.QUEUED  # nothing changed
     assert states.wait_for_slot(b.id, 0)
+    assert states.wait_for_slot(b.id, 0)  # marked once, counted once
+    slot = RunSlots.objects.get(run=run) if limit == "max_active_tasks" else Pool.objects.get()
+    assert slot.__class__.objects.get(pk=slot.pk).waiting == 1
 
     finish = states.finish_task(claim, TaskState.SUCCESS, downstream=[], queue_ids=())
 
     assert [(w.instance_id, w.try_number) for w in finish.woken] == [(b.id, 0)]
     assert not TaskInstance.objects.get(id=b.id).waiting_slot
-    assert states.claim(b.id, 0, "w@host", 60) is not None
+    assert slot.__class__.objects.get(pk=slot.pk).waiting == 0
+    second = states.claim(b.id, 0, "w@host", 60)
+    assert second is not None
+    # Nobody waits now: the finish looks for no one to wake.
+    assert states.finish_task(second, TaskState.SUCCESS, downstream=[], queue_ids=()).woken == []
