@@ -28,7 +28,7 @@ from dags.compiled import compiled_version
 from runs import states
 from runs.messages import TaskMessage, publish_on_commit
 from runs.models import DagRun, TaskInstance
-from runs.services import admit_queued_runs
+from runs.services import admit_queued_runs, republish
 from runs.states import RunState, TaskState
 
 from .dispatch import complete_attempt, propagate
@@ -251,14 +251,7 @@ def _requeue(ids: list[int], transition: Callable[[list[int]], list[states.Repub
         return 0
     with transaction.atomic():
         moved = transition(ids)
-        publish_on_commit(
-            TaskMessage(
-                row.instance_id,
-                row.try_number,
-                compiled_version(row.dag_version_id).tasks[row.task_id].queue,
-            )
-            for row in moved
-        )
+        republish(moved)
     return len(moved)
 
 
