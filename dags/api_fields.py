@@ -1,4 +1,4 @@
-"""What the API modules of every app share: a strict string field and the 409 error.
+"""What the API modules of every app share: strict fields and the 409 error.
 
 On the ground floor (dags), so that the apps' API modules need not reach up into the
 project package for them.
@@ -17,9 +17,35 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class WholeNumberField(serializers.IntegerField):
+    """A JSON integer, and only that: DRF's IntegerField would take "5", 5.0 and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false, and only those: DRF's BooleanField would take "yes" and 1."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class Conflict(APIException):
-    """The request is well-formed but the object's state does not allow it (409)."""
+    """The request is well-formed but the object's state does not allow it (409).
+
+    `fields` go into the error body next to the message (flowforge/errors.py), for
+    scripts: what the object is now, say.
+    """
 
     status_code = 409
     default_detail = "the object's current state does not allow this"
     default_code = "conflict"
+
+    def __init__(self, detail=None, code=None, fields: dict | None = None) -> None:
+        super().__init__(detail, code)
+        self.fields = fields or {}

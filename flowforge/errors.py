@@ -21,7 +21,11 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException):
         messages = _messages(exc.detail)
-        response.data = {"error": "; ".join(messages), "errors": messages}
+        response.data = {
+            "error": "; ".join(messages),
+            "errors": messages,
+            **getattr(exc, "fields", {}),
+        }
     return response
 
 

@@ -11,17 +11,16 @@ from dags.api import DagDetail, DagList, DagPause
 from runs.api.adhoc import JobDetail, JobList, WorkflowCreate, WorkflowDetail
 from runs.api.backfill import DagBackfill
 from runs.api.pools import PoolDetail, PoolList
+from runs.api.repair import DeadLetterRetry, RunRerun, TaskClear, TaskMark, TaskRetry
 from runs.api.status import Status, WorkerList
 from runs.api.views import (
     DagRuns,
     DeadLetterList,
-    DeadLetterRetry,
     RunCancel,
     RunDetail,
     RunList,
     RunTasks,
     TaskLogs,
-    TaskRetry,
 )
 
 from . import metrics
@@ -60,7 +59,10 @@ urlpatterns = [
     api(rf"runs/(?P<run_id>{ID})/tasks", RunTasks.as_view(), "run-tasks"),
     api(rf"runs/(?P<run_id>{ID})/cancel", RunCancel.as_view(), "run-cancel"),
     api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/logs", TaskLogs.as_view(), "task-logs"),
+    api(rf"runs/(?P<run_id>{ID})/rerun", RunRerun.as_view(), "run-rerun"),
     api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/retry", TaskRetry.as_view(), "task-retry"),
+    api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/clear", TaskClear.as_view(), "task-clear"),
+    api(rf"runs/(?P<run_id>{ID})/tasks/(?P<task_id>{ID})/mark", TaskMark.as_view(), "task-mark"),
     api("dlq", DeadLetterList.as_view(), "dlq-list"),
     api(rf"dlq/(?P<pk>{ID})/retry", DeadLetterRetry.as_view(), "dlq-retry"),
     api("pools", PoolList.as_view(), "pool-list"),

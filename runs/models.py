@@ -44,7 +44,7 @@ class DagRun(models.Model):
         permissions = [
             ("trigger_dagrun", "Can trigger runs"),
             ("cancel_dagrun", "Can cancel runs"),
-            ("retry_taskinstance", "Can retry failed tasks"),
+            ("retry_taskinstance", "Can repair runs: retry, clear, mark, rerun"),
         ]
         constraints = [
             # A cron tick (or backfill) makes one run, however many beats or retries fire it.
@@ -221,12 +221,45 @@ class DeadLetter(models.Model):
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     retried_at = models.DateTimeField(null=True, blank=True)
+    retried_by = models.CharField(max_length=150, blank=True, default="")  # a username
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.dag_id}/{self.task_id} after {self.attempts} attempts"
+
+
+class Repair(models.Model):
+    """One repair of a run by hand (CONTRACT section 9): who did what, and when.
+
+    `action` is clear, mark, rerun, retry (a failed task and its downstream) or dlq_retry;
+    `tasks` the ids of the task instances it changed; `details` what was asked (clear:
+    downstream; mark: the state and the one it replaced).
+    """
+
+    class Action(models.TextChoices):
+        CLEAR = "clear"
+        MARK = "mark"
+        RERUN = "rerun"
+        RETRY = "retry"
+        DLQ_RETRY = "dlq_retry"
+
+    run = models.ForeignKey(DagRun, on_delete=models.CASCADE, related_name="repairs")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    task_id = models.CharField(max_length=100, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    tasks = models.JSONField(default=list, blank=True)
+    by = models.CharField(max_length=150, blank=True, default="")  # a username
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["run", "at"], name="repair_run_at")]
+
+    def __str__(self) -> str:
+        target = f" {self.task_id}" if self.task_id else ""
+        return f"{self.action}{target} by {self.by or 'someone'}"
 
 
 class Job(models.Model):

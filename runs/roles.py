@@ -9,6 +9,7 @@ VIEW = [
     ("runs", "view_taskinstance"),
     ("runs", "view_taskattempt"),
     ("runs", "view_deadletter"),
+    ("runs", "view_repair"),
     ("runs", "view_job"),
     ("runs", "view_workflow"),
     ("runs", "view_workerheartbeat"),

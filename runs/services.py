@@ -13,7 +13,7 @@ from dags.models import Dag
 
 from . import states
 from .messages import TaskMessage, publish_on_commit
-from .models import DagRun, DeadLetter, TaskInstance
+from .models import DagRun, TaskInstance
 from .states import RunState, TaskState
 
 
@@ -168,76 +168,4 @@ def republish(rows: list[states.Republish]) -> None:
             compiled_version(row.dag_version_id).tasks[row.task_id].queue,
         )
         for row in rows
-    )
-
-
-class RetryRefused(ValueError):
-    """The task cannot be retried now; the message says why."""
-
-
-def retry_task(run: DagRun, task_id: str) -> DagRun:
-    """Clear a failed task and everything downstream of it, and run them again."""
-    with transaction.atomic():
-        run = DagRun.objects.select_for_update().get(pk=run.pk)
-        rows = {ti.task_id: ti for ti in run.task_instances.all()}
-        if task_id not in rows:
-            raise RetryRefused(f"run {run.id} has no task '{task_id}'")
-        if rows[task_id].state != TaskState.FAILED:
-            raise RetryRefused(
-                f"task '{task_id}' is {rows[task_id].state}; only failed tasks can be retried"
-            )
-        compiled = compiled_version(run.dag_version_id)
-        cleared = [
-            rows[t]
-            for t in _with_descendants(compiled, task_id)
-            if rows[t].state in TaskState.FINAL
-        ]
-        _clear(run, compiled, rows, cleared)
-        states.mark_dead_letters_retried(rows[task_id].id)
-    run.refresh_from_db()
-    return run
-
-
-def retry_dead_letter(entry: DeadLetter) -> DagRun:
-    if entry.retried_at is not None:
-        raise RetryRefused(f"dead letter {entry.id} was already retried at {entry.retried_at}")
-    return retry_task(entry.run, entry.task_id)
-
-
-def _with_descendants(compiled, task_id: str) -> list[str]:
-    seen, stack = [task_id], [task_id]
-    while stack:
-        for child in compiled.downstream[stack.pop()]:
-            if child not in seen:
-                seen.append(child)
-                stack.append(child)
-    return seen
-
-
-def _clear(run: DagRun, compiled, rows: dict, cleared: list[TaskInstance]) -> None:
-    """Reset the cleared instances to pending with recomputed latches, then queue the ready."""
-    cleared_ids = {ti.task_id for ti in cleared}
-
-    def outcome(upstream: str) -> str:
-        return TaskState.PENDING if upstream in cleared_ids else rows[upstream].state
-
-    for ti in cleared:
-        ups = [outcome(u) for u in compiled.tasks[ti.task_id].depends_on]
-        latch = {
-            "pending_upstream": sum(s not in TaskState.FINAL for s in ups),
-            "upstream_succeeded": sum(s == TaskState.SUCCESS for s in ups),
-            "upstream_failed": sum(s in TaskState.FAILING for s in ups),
-            "upstream_skipped": sum(s in (TaskState.SKIPPED, TaskState.CANCELLED) for s in ups),
-        }
-        retries = compiled.tasks[ti.task_id].retries
-        states.clear_instance(ti.id, ti.state, max_tries=ti.try_number + 1 + retries, latch=latch)
-        ti.pending_upstream = latch["pending_upstream"]
-    failing = sum(ti.state in TaskState.FAILING for ti in cleared)
-    states.reopen_run(run.id, len(cleared), failing, compiled.spec.run_timeout_secs)
-    ready = [ti for ti in cleared if ti.pending_upstream == 0]
-    moved = set(states.leave_pending([ti.id for ti in ready], TaskState.QUEUED))
-    publish_on_commit(
-        TaskMessage(ti.id, ti.try_number, compiled.tasks[ti.task_id].queue)
-        for ti in ready
-        if ti.id in moved
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import defaultdict
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -20,13 +19,13 @@ from dags.boundary import clean, clean_text
 from dags.compiled import CompiledDag
 from dags.dag_spec import TaskSpec
 from runs import states
+from runs.cascade import carry_on
 from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
-from runs.services import admit_queued_runs, republish
-from runs.states import Claim, Latch, TaskState
+from runs.services import republish
+from runs.states import Claim, TaskState
 
 from .executors import ExecutionResult
 from .retry import retry_delay
-from .trigger_rules import Decision, decide
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +98,9 @@ def _complete_fast(claim: Claim, result: ExecutionResult, compiled: CompiledDag)
     _wake_waiting(claim, finish)
     if any(latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches):
         with transaction.atomic():
-            _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+            carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     else:
-        _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+        carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return TaskState.SUCCESS
 
 
@@ -120,7 +119,7 @@ def _complete_in_transaction(
         return target
     if target == TaskState.FAILED:
         _dead_letter(claim, compiled, result)
-    _carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
+    carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
 
 
@@ -197,101 +196,3 @@ def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -
             "error": result.error,
         }
     )
-
-
-def propagate(run_id: str, compiled: CompiledDag, finished: dict[str, str]) -> None:
-    """Release the downstream tasks of instances that became final outside finish_task
-    (the reconciler's repairs), and count them on their run.
-
-    `finished` maps task ids to the final state they reached in this transaction.
-    """
-    failing = sum(state in TaskState.FAILING for state in finished.values())
-    latches = _release(run_id, compiled, finished)
-    _carry_on(run_id, compiled, latches, final=len(finished), failing=failing)
-
-
-def _carry_on(
-    run_id: str,
-    compiled: CompiledDag,
-    latches: list[Latch],
-    *,
-    final: int = 0,
-    failing: int = 0,
-    run_state: str | None = None,
-) -> None:
-    """Act on released latches, transitively: publish what was queued, let trigger rules
-    decide the rest, and release in turn the downstream tasks of those that became
-    upstream_failed or skipped. `final` and `failing` are instances already final but not
-    yet counted on the run; `run_state` is set when the run has already ended."""
-    ready: list[TaskMessage] = []
-    while latches:
-        moved = _decide(compiled, latches)
-        ready += [
-            TaskMessage(pk, 0, compiled.tasks[task_id].queue)
-            for pk, task_id in moved.get(TaskState.QUEUED, [])
-        ]
-        frontier = {
-            task_id: state
-            for state in (TaskState.UPSTREAM_FAILED, TaskState.SKIPPED)
-            for _, task_id in moved.get(state, [])
-        }
-        final += len(frontier)
-        failing += len(moved.get(TaskState.UPSTREAM_FAILED, []))
-        latches = _release(run_id, compiled, frontier)
-    publish_on_commit(ready)
-    run_state = states.count_finished_tasks(run_id, final, failing) or run_state
-    if run_state:
-        transaction.on_commit(lambda: _admit_next_runs(compiled))
-
-
-def _release(run_id: str, compiled: CompiledDag, frontier: dict[str, str]) -> list[Latch]:
-    """Count the frontier down on its downstream instances; all_success ones that are
-    ready are queued by the same statement."""
-    deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for task_id, state in frontier.items():
-        slot = 0 if state == TaskState.SUCCESS else 1 if state in TaskState.FAILING else 2
-        for downstream in compiled.downstream[task_id]:
-            deltas[downstream][slot] += 1
-    groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
-    for downstream, delta in deltas.items():
-        groups[(delta[0], delta[1], delta[2])].append(downstream)
-    latches: list[Latch] = []
-    for (succeeded, failed, skipped), task_ids in groups.items():
-        latches += states.release_downstream(
-            run_id,
-            task_ids,
-            succeeded=succeeded,
-            failed=failed,
-            skipped=skipped,
-            queue_ids=compiled.all_success_tasks,
-        )
-    return latches
-
-
-def _decide(compiled: CompiledDag, latches: list[Latch]) -> dict[str, list[tuple[int, str]]]:
-    """Which released instances moved, by target state: those the release queued, and
-    those still pending whose trigger rule decides now."""
-    moved: dict[str, list[tuple[int, str]]] = {TaskState.QUEUED: []}
-    decided: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for latch in latches:
-        member = (latch.instance_id, latch.task_id)
-        queued = latch.state == TaskState.QUEUED and latch.pending == 0
-        if queued and latch.task_id in compiled.all_success_tasks:
-            moved[TaskState.QUEUED].append(member)  # by the release itself
-        if latch.state != TaskState.PENDING:
-            continue
-        rule = compiled.tasks[latch.task_id].trigger_rule
-        decision = decide(rule, latch.pending, latch.succeeded, latch.failed, latch.skipped)
-        if decision != Decision.WAIT:
-            decided[decision.value].append(member)
-    for target, members in decided.items():
-        ids = set(states.leave_pending([pk for pk, _ in members], target))
-        moved.setdefault(target, []).extend(member for member in members if member[0] in ids)
-    return moved
-
-
-def _admit_next_runs(compiled: CompiledDag) -> None:
-    from dags.models import Dag
-
-    dag_pk = Dag.objects.values_list("pk", flat=True).get(dag_id=compiled.dag_id)
-    admit_queued_runs(dag_pk)

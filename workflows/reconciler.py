@@ -26,15 +26,16 @@ from django_celery_beat.models import PeriodicTask
 from dags import schedules
 from dags.compiled import compiled_version
 from runs import states
+from runs.cascade import propagate
 from runs.messages import TaskMessage, publish_on_commit
 from runs.models import DagRun, TaskInstance
 from runs.services import admit_queued_runs, republish
 from runs.states import RunState, TaskState
+from runs.trigger_rules import decide
 
-from .dispatch import complete_attempt, propagate
+from .dispatch import complete_attempt
 from .executors import ExecutionResult
 from .executors.process import KILL_GRACE_SECS, kill_attempt_group
-from .trigger_rules import decide
 
 log = logging.getLogger(__name__)
 

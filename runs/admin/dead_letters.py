@@ -1,4 +1,4 @@
-"""Dead letters in the admin: read-only, retried by an action that calls runs.services."""
+"""Dead letters in the admin: read-only, retried by an action that calls runs.repair."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dags.admin import (
     preformatted,
 )
 
-from .. import services
+from .. import repair
 from ..models import DeadLetter
 from .common import RETRY, run_link
 
@@ -41,6 +41,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "error_excerpt",
         "created_at",
         "retried_at",
+        "retried_by",
     )
     list_display_links = ("id", "dag_id", "task_id")
     list_filter = (RetriedFilter, "dag_id")
@@ -56,6 +57,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "error_display",
         "created_at",
         "retried_at",
+        "retried_by",
     )
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
@@ -77,8 +79,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     def retry(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         for entry in queryset:
             try:
-                services.retry_dead_letter(entry)
-            except services.RetryRefused as exc:
+                repair.retry_dead_letter(entry, by=request.user.get_username())
+            except repair.RepairRefused as exc:
                 self.message_user(request, f"{entry}: {exc}", messages.WARNING)
             else:
                 self.message_user(request, f"Retrying {entry.dag_id}/{entry.task_id}.")

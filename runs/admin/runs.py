@@ -1,4 +1,5 @@
-"""Runs in the admin: read-only, cancelled by an action that calls runs.services."""
+"""Runs in the admin: read-only; cancelled and rerun by actions that call runs.services
+and runs.repair, with the run's audit trail of repairs on its page."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from dags.admin import (
     state_badge,
 )
 
-from .. import services
-from ..models import DagRun, TaskInstance
-from .common import CANCEL, TaskInstanceDisplay
+from .. import repair, services
+from ..models import DagRun, Repair, TaskInstance
+from .common import CANCEL, RETRY, TaskInstanceDisplay
 
 
 class TaskInstanceInline(TaskInstanceDisplay, ReadOnlyInline, admin.TabularInline):
@@ -41,6 +42,15 @@ class TaskInstanceInline(TaskInstanceDisplay, ReadOnlyInline, admin.TabularInlin
         return super().get_queryset(request).select_related("run__dag")
 
 
+class RepairInline(ReadOnlyInline, admin.TabularInline):
+    """The run's audit trail of repairs: who did what, and when."""
+
+    model = Repair
+    fields = ("at", "by", "action", "task_id", "details", "tasks")
+    readonly_fields = fields
+    verbose_name_plural = "repairs (who repaired this run, and how)"
+
+
 @admin.register(DagRun)
 class DagRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -58,8 +68,8 @@ class DagRunAdmin(ReadOnlyAdmin):
     list_filter = ("state", "triggered_by", dag_filter("dag__dag_id"), "dag__kind")
     search_fields = ("id", "dag__dag_id", "idempotency_key")
     date_hierarchy = "created_at"
-    actions = ["cancel"]
-    inlines = [TaskInstanceInline]
+    actions = ["cancel", "rerun"]
+    inlines = [TaskInstanceInline, RepairInline]
     fieldsets = [
         (
             None,
@@ -116,6 +126,19 @@ class DagRunAdmin(ReadOnlyAdmin):
     @admin.display(description="params")
     def params_display(self, run: DagRun):
         return pretty_json(run.params)
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RETRY)
+
+    @admin.action(description="Rerun failed and cancelled tasks", permissions=["rerun"])
+    def rerun(self, request: HttpRequest, queryset: QuerySet[DagRun]) -> None:
+        for run in queryset:
+            try:
+                repair.rerun(run.id, by=request.user.get_username())
+            except repair.RepairRefused as exc:
+                self.message_user(request, f"{run}: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, f"Rerunning the failed tasks of {run}.")
 
     @admin.action(description="Cancel run", permissions=["cancel"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[DagRun]) -> None:

@@ -1,5 +1,5 @@
-"""Task instances and their attempts in the admin: read-only; a failed task is retried by
-an action that calls runs.services."""
+"""Task instances and their attempts in the admin: read-only; repaired (retry, clear,
+mark) by actions that call runs.repair."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from dags.admin import (
     state_badge,
 )
 
-from .. import services
+from .. import repair
 from ..models import TaskAttempt, TaskInstance
+from ..states import TaskState
 from .common import RETRY, TaskInstanceDisplay, run_link
 
 
@@ -78,7 +79,7 @@ class TaskInstanceAdmin(TaskInstanceDisplay, ReadOnlyAdmin):
     list_filter = ("state", dag_filter("run__dag__dag_id"))
     search_fields = ("task_id", "run__dag__dag_id", "worker")
     date_hierarchy = "started_at"
-    actions = ["retry"]
+    actions = ["retry", "clear", "clear_alone", "mark_success", "mark_failed"]
     inlines = [TaskAttemptInline]
     fieldsets = [
         (None, {"fields": ("run", "task_id", "state_display", "tries", "worker", "exit_code")}),
@@ -132,15 +133,67 @@ class TaskInstanceAdmin(TaskInstanceDisplay, ReadOnlyAdmin):
     def output_display(self, ti: TaskInstance):
         return "-" if ti.output is None else pretty_json(ti.output)
 
-    @admin.action(description="Retry failed task (and its downstream)", permissions=["retry"])
-    def retry(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+    def _repair(self, request: HttpRequest, queryset, done: str, call) -> None:
+        """Repair each selected instance with `call(instance, seen, user)`; each is checked
+        against the state and try number the page showed (runs/repair.py)."""
         for ti in queryset:
             try:
-                services.retry_task(ti.run, ti.task_id)
-            except services.RetryRefused as exc:
+                call(ti, repair.Seen.of(ti), request.user.get_username())
+            except repair.RepairRefused as exc:
                 self.message_user(request, f"{ti}: {exc}", messages.WARNING)
             else:
-                self.message_user(request, f"Retrying {ti} and its downstream tasks.")
+                self.message_user(request, done.format(ti=ti))
+
+    @admin.action(description="Retry failed task (and its downstream)", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._repair(
+            request,
+            queryset,
+            "Retrying {ti} and its downstream tasks.",
+            lambda ti, seen, by: repair.retry_task(ti.run_id, ti.task_id, by=by),
+        )
+
+    @admin.action(description="Clear (run again, with its downstream)", permissions=["retry"])
+    def clear(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._repair(
+            request,
+            queryset,
+            "Cleared {ti} and its downstream tasks.",
+            lambda ti, seen, by: repair.clear_task(ti.run_id, ti.task_id, by=by, seen=seen),
+        )
+
+    @admin.action(description="Clear this task only", permissions=["retry"])
+    def clear_alone(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._repair(
+            request,
+            queryset,
+            "Cleared {ti}.",
+            lambda ti, seen, by: repair.clear_task(
+                ti.run_id, ti.task_id, downstream=False, by=by, seen=seen
+            ),
+        )
+
+    @admin.action(description="Mark success", permissions=["retry"])
+    def mark_success(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._repair(
+            request,
+            queryset,
+            "Marked {ti} success.",
+            lambda ti, seen, by: repair.mark_task(
+                ti.run_id, ti.task_id, TaskState.SUCCESS, by=by, seen=seen
+            ),
+        )
+
+    @admin.action(description="Mark failed", permissions=["retry"])
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._repair(
+            request,
+            queryset,
+            "Marked {ti} failed.",
+            lambda ti, seen, by: repair.mark_task(
+                ti.run_id, ti.task_id, TaskState.FAILED, by=by, seen=seen
+            ),
+        )
 
 
 @admin.register(TaskAttempt)

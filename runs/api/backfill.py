@@ -51,7 +51,11 @@ class DagBackfill(APIView):
         except (scheduler.BackfillError, services.TriggerError) as exc:
             raise ValidationError(str(exc)) from None
         runs = DagRun.objects.filter(id__in=[run.id for run in done.created])
-        runs = runs.select_related("dag", "dag_version").order_by("logical_date")
+        runs = (
+            runs.select_related("dag", "dag_version")
+            .prefetch_related("repairs")
+            .order_by("logical_date")
+        )
         return Response(
             {
                 "created": RunSerializer(runs, many=True).data,

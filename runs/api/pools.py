@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dags.api_fields import StrictCharField
+from dags.api_fields import StrictCharField, WholeNumberField
 from dags.models import Pool
 from dags.pools import PoolError, create_or_update_pool
 from dags.spec import ID_PATTERN
@@ -16,15 +16,6 @@ from dags.spec import ID_PATTERN
 VIEW = "dags.view_pool"
 ADD = "dags.add_pool"
 CHANGE = "dags.change_pool"
-
-
-class WholeNumberField(serializers.IntegerField):
-    """A JSON integer, and only that: DRF's IntegerField would take "5", 5.0 and true."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class PoolSerializer(serializers.ModelSerializer):

@@ -6,7 +6,16 @@ from rest_framework import serializers
 
 from dags.api_fields import StrictCharField
 
-from ..models import DagRun, DeadLetter, Job, TaskAttempt, TaskInstance, WorkerHeartbeat, Workflow
+from ..models import (
+    DagRun,
+    DeadLetter,
+    Job,
+    Repair,
+    TaskAttempt,
+    TaskInstance,
+    WorkerHeartbeat,
+    Workflow,
+)
 
 
 class TaskInstanceSerializer(serializers.ModelSerializer):
@@ -31,10 +40,26 @@ class TaskInstanceSerializer(serializers.ModelSerializer):
         ]
 
 
+class RepairSerializer(serializers.ModelSerializer):
+    """One entry of a run's audit trail of repairs (CONTRACT section 9)."""
+
+    task_id = serializers.CharField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = Repair
+        fields = ["id", "action", "task_id", "details", "tasks", "by", "at"]
+
+    def to_representation(self, instance: Repair) -> dict:
+        data = super().to_representation(instance)
+        data["task_id"] = data["task_id"] or None  # a rerun names no task
+        return data
+
+
 class RunSerializer(serializers.ModelSerializer):
     run_id = serializers.UUIDField(source="id", read_only=True)
     dag_id = serializers.CharField(source="dag.dag_id", read_only=True)
     version = serializers.IntegerField(source="dag_version.version", read_only=True)
+    repairs = RepairSerializer(many=True, read_only=True)
 
     class Meta:
         model = DagRun
@@ -49,6 +74,7 @@ class RunSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "repairs",
         ]
 
 
@@ -109,6 +135,7 @@ class DeadLetterSerializer(serializers.ModelSerializer):
             "error",
             "created_at",
             "retried_at",
+            "retried_by",
         ]
 
 

@@ -1,10 +1,11 @@
-"""Run endpoints of /api/v1/: trigger, list, detail, tasks, logs, cancel, retry, DLQ."""
+"""Run endpoints of /api/v1/: trigger, list, detail, tasks, logs, cancel, the DLQ list.
+Repairs are in repair.py."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,7 +15,7 @@ from dags.api_fields import Conflict
 from .. import services
 from ..models import DagRun, DeadLetter, TaskInstance
 from ..states import RunState
-from .lookups import get_instance, get_run, int_id
+from .lookups import get_instance, get_run
 from .serializers import (
     AttemptSerializer,
     DeadLetterSerializer,
@@ -60,7 +61,11 @@ class DagRuns(generics.ListAPIView):
 
     def get_queryset(self):
         dag = get_dag(self.kwargs["dag_id"])
-        return DagRun.objects.filter(dag=dag).select_related("dag", "dag_version")
+        return (
+            DagRun.objects.filter(dag=dag)
+            .select_related("dag", "dag_version")
+            .prefetch_related("repairs")
+        )
 
     @extend_schema(
         request=TriggerSerializer, responses={201: RunDetailSerializer, 200: RunDetailSerializer}
@@ -85,7 +90,11 @@ class RunList(generics.ListAPIView):
     write_permission = TRIGGER
 
     def get_queryset(self):
-        runs = DagRun.objects.select_related("dag", "dag_version").order_by("-created_at")
+        runs = (
+            DagRun.objects.select_related("dag", "dag_version")
+            .prefetch_related("repairs")
+            .order_by("-created_at")
+        )
         if dag_id := self.request.query_params.get("dag_id"):
             runs = runs.filter(dag__dag_id=dag_id)
         if state := self.request.query_params.get("state"):
@@ -155,39 +164,7 @@ class RunCancel(APIView):
         return Response(RunDetailSerializer(get_run(run.id)).data)
 
 
-class TaskRetry(APIView):
-    """POST: clear a failed task and its downstream tasks and run them again."""
-
-    read_permission = READ
-    write_permission = "runs.retry_taskinstance"
-
-    @extend_schema(request=None, responses=RunDetailSerializer)
-    def post(self, request, run_id: str, task_id: str):
-        instance = get_instance(run_id, task_id)
-        try:
-            run = services.retry_task(instance.run, task_id)
-        except services.RetryRefused as exc:
-            raise Conflict(str(exc)) from None
-        return Response(RunDetailSerializer(get_run(run.id)).data)
-
-
 class DeadLetterList(generics.ListAPIView):
     serializer_class = DeadLetterSerializer
     read_permission = "runs.view_deadletter"
     queryset = DeadLetter.objects.order_by("-created_at", "-id")
-
-
-class DeadLetterRetry(APIView):
-    read_permission = "runs.view_deadletter"
-    write_permission = "runs.retry_taskinstance"
-
-    @extend_schema(request=None, responses=RunDetailSerializer)
-    def post(self, request, pk: str):
-        entry = DeadLetter.objects.filter(pk=int_id(pk)).first()
-        if entry is None:
-            raise NotFound(f"no dead-letter entry with id '{pk}'")
-        try:
-            run = services.retry_dead_letter(entry)
-        except services.RetryRefused as exc:
-            raise Conflict(str(exc)) from None
-        return Response(RunDetailSerializer(get_run(run.id)).data)

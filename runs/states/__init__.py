@@ -23,7 +23,6 @@ from .instances import (
     Latch,
     cancel_instances,
     claim,
-    clear_instance,
     finish_task,
     hand_back,
     leave_pending,
@@ -45,9 +44,19 @@ from .records import (
     mark_dead_letters_retried,
     record_dead_letter,
     record_late_attempt,
+    record_repair,
     record_worker_heartbeat,
 )
-from .repairs import Republish, requeue_overdue_retries, requeue_stale_queued
+from .repairs import (
+    Found,
+    LatchShift,
+    clear_instance,
+    lock_run_instances,
+    mark_instance,
+    shift_latches,
+    stop_attempt,
+)
+from .requeues import Republish, requeue_overdue_retries, requeue_stale_queued
 from .rules import all_success_ready
 from .slots import NoSlot, wait_for_slot, wake_waiting
 from .timeouts import RUN_TIMED_OUT, time_out_run, time_out_running, time_out_waiting
@@ -61,6 +70,8 @@ __all__ = [
     "TRANSITIONS",
     "Claim",
     "Finish",
+    "Found",
+    "LatchShift",
     "Latch",
     "NoSlot",
     "Republish",
@@ -79,17 +90,22 @@ __all__ = [
     "finish_task",
     "hand_back",
     "leave_pending",
+    "lock_run_instances",
+    "mark_instance",
     "mark_dead_letters_retried",
     "queue_retry",
     "record_dead_letter",
     "record_late_attempt",
+    "record_repair",
     "record_worker_heartbeat",
     "release_downstream",
     "renew_lease",
     "reopen_run",
     "requeue_overdue_retries",
     "requeue_stale_queued",
+    "shift_latches",
     "start_run",
+    "stop_attempt",
     "take_expired_lease",
     "time_out_run",
     "time_out_running",

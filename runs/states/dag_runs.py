@@ -130,7 +130,7 @@ def finish_drained_run(run_id: Any) -> str | None:
 REOPEN = transition(
     "reopen_run",
     "run",
-    [RunState.RUNNING, RunState.FAILED, RunState.CANCELLED],
+    [RunState.RUNNING, RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED],
     [RunState.RUNNING],
 )
 
@@ -138,21 +138,28 @@ REOPEN = transition(
 def reopen_run(
     run_id: Any, cleared: int, cleared_failing: int, timeout_secs: float | None = None
 ) -> bool:
-    """A run whose `cleared` final task instances (`cleared_failing` of them failed) run
-    again -> running: the countdown, counted back up. A finished run revived so gets its
-    run timeout (`timeout_secs`) counted afresh from now (CONTRACT section 9); a running
-    one keeps its deadline."""
+    """A run whose `cleared` final task instances (`cleared_failing` of them failed; a
+    negative count: instances that became final, or failed, by hand) are repaired ->
+    running, its countdown counted back up. A finished run revived so gets its run
+    timeout (`timeout_secs`) counted afresh from now (CONTRACT section 9); a running one
+    keeps its deadline. The caller ends a run left with nothing to run (finish_drained_run).
+    Returns False when the run was queued (nothing of it has started)."""
     deadline = timezone.now() + timedelta(seconds=timeout_secs) if timeout_secs else None
-    reopened = _countdown(
-        REOPEN,
-        run_id,
-        -cleared,
-        -cleared_failing,
-        more_set=", deadline_at = CASE WHEN state = %(was_running)s THEN deadline_at"
-        " ELSE %(deadline)s END",
-        more_params={"was_running": RunState.RUNNING, "deadline": ts(deadline)},
+    rows = execute(
+        "UPDATE runs_dagrun SET tasks_unfinished = tasks_unfinished + %(cleared)s,"
+        " tasks_failed = tasks_failed - %(failing)s, state = %(target)s, finished_at = NULL,"
+        " deadline_at = CASE WHEN state = %(target)s THEN deadline_at ELSE %(deadline)s END"
+        f" WHERE id = %(run_id)s AND {REOPEN.guard()} RETURNING id",
+        {
+            **REOPEN.params(),
+            "cleared": cleared,
+            "failing": cleared_failing,
+            "target": RunState.RUNNING,
+            "deadline": ts(deadline),
+            "run_id": run_key(run_id),
+        },
     )
-    return reopened is not None
+    return bool(rows)
 
 
 CANCEL_RUN = transition(

@@ -1,5 +1,5 @@
 """Task-instance transitions: claim, finish (with the release of downstream latches),
-hand back, leave pending, retry, clear, cancel."""
+hand back, leave pending, retry, cancel."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ..prepared import Statement
 from . import slots
-from .machine import RunState, TaskState, TransitionRefused, transition
+from .machine import RunState, TaskState, transition
 from .rules import COUNTDOWN_STATES, RELEASE_STATES, countdown_set, release_set
 from .sql import (
     any_of,
@@ -209,6 +209,7 @@ class Latch:
     succeeded: int
     failed: int
     skipped: int
+    try_number: int = 0  # the try its next message carries: above 0 once it was cleared
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,8 @@ class Finish:
 
 
 LATCH_COLUMNS = (
-    "id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed, upstream_skipped"
+    "id, task_id, state, pending_upstream, upstream_succeeded, upstream_failed,"
+    " upstream_skipped, try_number"
 )
 # The release of latches, here and as a step of the finish: it moves pending -> queued.
 RELEASE = transition("release", "task", [TaskState.PENDING], [TaskState.PENDING, TaskState.QUEUED])
@@ -353,13 +355,14 @@ def _finish_statement(vendor: str) -> Statement:
     return Statement(
         "finish",
         f"WITH {steps}"
-        " SELECT 'moved', id, NULL, NULL, NULL, NULL, NULL, NULL FROM moved"
+        " SELECT 'moved', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM moved"
         " UNION ALL SELECT 'latch', id, task_id, state, pending_upstream, upstream_succeeded,"
-        " upstream_failed, upstream_skipped FROM released"
-        " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL"
+        " upstream_failed, upstream_skipped, try_number FROM released"
+        " UNION ALL SELECT 'run', NULL, NULL, state, tasks_unfinished, NULL, NULL, NULL, NULL"
         " FROM counted"
-        " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, waiting, NULL, NULL, NULL FROM run_slot"
-        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, waiting, NULL, NULL, NULL"
+        " UNION ALL SELECT 'run_slot', NULL, NULL, NULL, waiting, NULL, NULL, NULL, NULL"
+        " FROM run_slot"
+        " UNION ALL SELECT 'pool_slot', NULL, name, NULL, waiting, NULL, NULL, NULL, NULL"
         " FROM pool_slot",
     )
 
@@ -520,42 +523,6 @@ def leave_pending(instance_ids: Sequence[int], target: str) -> list[int]:
         },
     )
     return [row[0] for row in rows]
-
-
-CLEAR = transition(
-    "clear",
-    "task",
-    [TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED],
-    [TaskState.PENDING],
-)
-
-
-def clear_instance(instance_id: int, source: str, *, max_tries: int, latch: dict) -> bool:
-    """failed | upstream_failed | skipped | cancelled -> pending, to run again, guarded
-    on `source`, the state the caller saw.
-
-    `latch` holds the recomputed pending_upstream and upstream_* counts; the attempt
-    count goes on from where it was, with a fresh retry budget in `max_tries`.
-    """
-    if source not in CLEAR.sources:
-        raise TransitionRefused(f"clear: a task cannot go from {source} to pending")
-    rows = execute(
-        "UPDATE runs_taskinstance SET state = %(target)s, max_tries = %(max_tries)s,"
-        " queued_at = NULL, started_at = NULL, finished_at = NULL, next_retry_at = NULL,"
-        " lease_expires_at = NULL, exit_code = NULL, error = '',"
-        " pending_upstream = %(pending_upstream)s,"
-        " upstream_succeeded = %(upstream_succeeded)s,"
-        " upstream_failed = %(upstream_failed)s, upstream_skipped = %(upstream_skipped)s"
-        " WHERE id = %(id)s AND state = %(source)s RETURNING id",
-        {
-            "target": TaskState.PENDING,
-            "source": source,
-            "max_tries": max_tries,
-            "id": instance_id,
-            **latch,
-        },
-    )
-    return bool(rows)
 
 
 # Instances a cancel stops: everything not yet final.

@@ -26,10 +26,17 @@ __all__ = [
 ]
 
 
+# What a repair does by hand (CONTRACT section 9): `mark` sets any task success or failed
+# (an unfinished one is stopped first, so it is marked from pending or cancelled); `clear`
+# and `rerun` send any final task back to pending, to wait on its upstream tasks again.
+_MARKED = frozenset({TaskState.SUCCESS, TaskState.FAILED})
+_CLEARED = frozenset({TaskState.PENDING})
+
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     TaskState.PENDING: frozenset(
         {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
-    ),
+    )
+    | _MARKED,
     # queued | up_for_retry -> upstream_failed: the run timed out (CONTRACT section 7).
     TaskState.QUEUED: frozenset(
         {TaskState.RUNNING, TaskState.CANCELLED, TaskState.UPSTREAM_FAILED}
@@ -48,18 +55,19 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     TaskState.UP_FOR_RETRY: frozenset(
         {TaskState.QUEUED, TaskState.CANCELLED, TaskState.UPSTREAM_FAILED}
     ),
-    # Clearing a finished task (retry from the API or the dead-letter queue) makes it
-    # wait on its upstream tasks again.
-    TaskState.FAILED: frozenset({TaskState.PENDING}),
-    TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING}),
-    TaskState.SKIPPED: frozenset({TaskState.PENDING}),
-    TaskState.CANCELLED: frozenset({TaskState.PENDING}),
+    TaskState.SUCCESS: _CLEARED | {TaskState.FAILED},
+    TaskState.FAILED: _CLEARED | {TaskState.SUCCESS},
+    TaskState.UPSTREAM_FAILED: _CLEARED | _MARKED,
+    TaskState.SKIPPED: _CLEARED | _MARKED,
+    TaskState.CANCELLED: _CLEARED | _MARKED,
 }
 
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
     RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}),
-    RunState.FAILED: frozenset({RunState.RUNNING}),  # a failed task was cleared to retry
+    # A finished run that a repair revives (CONTRACT section 9).
+    RunState.SUCCESS: frozenset({RunState.RUNNING}),
+    RunState.FAILED: frozenset({RunState.RUNNING}),
     RunState.CANCELLED: frozenset({RunState.RUNNING}),
 }
 

@@ -1,5 +1,5 @@
 """Rows that record what happened rather than move a state: an attempt that ended after
-its instance was moved on, dead-letter entries, worker heartbeats."""
+its instance was moved on, dead-letter entries, repairs, worker heartbeats."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from ..models import DeadLetter, TaskAttempt, WorkerHeartbeat
+from ..models import DeadLetter, Repair, TaskAttempt, WorkerHeartbeat
 from .instances import Claim, worker_host
 from .machine import TaskState
 
@@ -58,10 +58,32 @@ def record_dead_letter(claim: Claim, dag_id: str, error: str) -> DeadLetter:
     )
 
 
-def mark_dead_letters_retried(task_instance_id: int) -> int:
-    """Stamp the instance's dead-letter entries not yet retried as retried now."""
-    return DeadLetter.objects.filter(task_instance_id=task_instance_id, retried_at=None).update(
-        retried_at=timezone.now()
+def mark_dead_letters_retried(task_instance_ids: Sequence[int], by: str = "") -> int:
+    """Stamp the instances' dead-letter entries not yet retried as retried now, by the
+    user named `by`. Returns how many were stamped."""
+    return DeadLetter.objects.filter(
+        task_instance_id__in=list(task_instance_ids), retried_at=None
+    ).update(retried_at=timezone.now(), retried_by=by)
+
+
+def record_repair(
+    run_id: Any,
+    action: str,
+    *,
+    task_id: str = "",
+    details: dict | None = None,
+    tasks: Sequence[str] = (),
+    by: str = "",
+) -> Repair:
+    """Keep a repair of a run on its audit trail (runs.models.Repair)."""
+    return Repair.objects.create(
+        run_id=run_id,
+        action=action,
+        task_id=task_id,
+        details=details or {},
+        tasks=list(tasks),
+        by=by,
+        at=timezone.now(),
     )
 
 

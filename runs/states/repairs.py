@@ -1,82 +1,212 @@
-"""Transitions made by the reconciler (workflows/reconciler.py) to send lost messages again.
+"""Transitions made by hand (CONTRACT section 9): stop an attempt, clear a task back to
+pending, mark a task success or failed, and shift the latches of the tasks downstream.
 
-Each finds work that a crash, a lost message or a dead worker left undone; each is
-guarded so that a repair racing a worker (or a second reconciler) happens once or not.
+A repair first locks every instance of its run (`lock_run_instances`), in the order a
+finish takes them, and decides from what it found. Each statement is then guarded on the
+(state, try number) found, so that on a backend without row locks (SQLite) a worker or
+another repair that got there first makes the statement match no row: the caller learns
+it lost and rolls its transaction back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from .machine import TaskState, transition
-from .sql import any_of, execute, id_list, now, ts
+from . import slots
+from .machine import TaskState, TransitionRefused, transition
+from .sql import execute, now, on_postgres, run_key
 
 
 @dataclass(frozen=True)
-class Republish:
-    """A queued instance whose message must be sent again."""
+class Found:
+    """A task instance as a repair found it, with its row locked."""
 
     instance_id: int
-    try_number: int
     task_id: str
-    dag_version_id: int
+    state: str
+    try_number: int
+    pool: str
+    waiting_slot: bool
+
+    @property
+    def final(self) -> bool:
+        return self.state in TaskState.FINAL
 
 
-def _republish(sql: str, params: dict[str, Any]) -> list[Republish]:
+def lock_run_instances(run_id: Any) -> dict[str, Found]:
+    """Every instance of the run by task id, locked for the caller's transaction (on
+    PostgreSQL) in id order, the order cancels and timeouts lock them in."""
     rows = execute(
-        sql + " RETURNING id, try_number, task_id,"
-        " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id)",
-        params,
+        "SELECT id, task_id, state, try_number, pool, waiting_slot FROM runs_taskinstance"
+        " WHERE run_id = %(run_id)s ORDER BY id" + (" FOR UPDATE" if on_postgres() else ""),
+        {"run_id": run_key(run_id)},
     )
-    return [Republish(*row) for row in rows]
+    return {row[1]: Found(row[0], row[1], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
 
-# Not a move: the instance stays queued with a new stamp.
-REPUBLISH = transition("republish", "task", [TaskState.QUEUED], [TaskState.QUEUED])
-
-
-def requeue_stale_queued(instance_ids: Sequence[int], stale_before: datetime) -> list[Republish]:
-    """Stamp queued instances whose message is older than `stale_before` as queued now.
-
-    The caller republishes what this returns; the new stamp keeps the next pass from
-    republishing them again before another full interval has passed.
-    """
-    if not instance_ids:
-        return []
-    return _republish(
-        "UPDATE runs_taskinstance SET queued_at = %(now)s"
-        f" WHERE {any_of('id', 'ids')} AND {REPUBLISH.guard()}"
-        " AND (queued_at IS NULL OR queued_at < %(stale_before)s)",
-        {
-            **REPUBLISH.params(),
-            "now": now(),
-            "ids": id_list(instance_ids),
-            "stale_before": ts(stale_before),
-        },
-    )
-
-
-REQUEUE_RETRY = transition(
-    "requeue_overdue_retry", "task", [TaskState.UP_FOR_RETRY], [TaskState.QUEUED]
+STOP = transition(
+    "stop_attempt",
+    "task",
+    [TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY],
+    [TaskState.CANCELLED],
 )
 
 
-def requeue_overdue_retries(instance_ids: Sequence[int], due_before: datetime) -> list[Republish]:
-    """up_for_retry -> queued for retries due before `due_before` whose message never came."""
-    if not instance_ids:
-        return []
-    return _republish(
-        "UPDATE runs_taskinstance SET state = %(target)s, queued_at = %(now)s"
-        f" WHERE {any_of('id', 'ids')} AND {REQUEUE_RETRY.guard()}"
-        " AND next_retry_at < %(due_before)s",
+def stop_attempt(run_id: Any, found: Found) -> bool:
+    """queued | running | up_for_retry -> cancelled, guarded on the state and try number
+    found; a running attempt's slots are given back, a waiting one's wait forgotten (the
+    caller's transaction). The attempt's worker notices at its next lease renewal (it
+    matches no row), stops its process group and records the attempt as cancelled.
+
+    Returns False when the row was no longer as found. Raises TransitionRefused when
+    `found.state` is not one of STOP's sources.
+    """
+    if found.state not in STOP.sources:
+        raise TransitionRefused(f"stop_attempt: a task cannot go from {found.state} to cancelled")
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+        " lease_expires_at = NULL, next_retry_at = NULL, waiting_slot = %(no)s"
+        " WHERE id = %(id)s AND state = %(source)s AND try_number = %(try_number)s"
+        " RETURNING id",
         {
-            **REQUEUE_RETRY.params(),
-            "target": TaskState.QUEUED,
+            "target": TaskState.CANCELLED,
             "now": now(),
-            "ids": id_list(instance_ids),
-            "due_before": ts(due_before),
+            "no": False,
+            "id": found.instance_id,
+            "source": found.state,
+            "try_number": found.try_number,
         },
     )
+    if not rows:
+        return False
+    if found.state == TaskState.RUNNING:
+        slots.give_back(run_id, Counter({found.pool: 1} if found.pool else {}), 1)
+    if found.waiting_slot:
+        slots.forget_waiting(run_id, [found.pool])
+    return True
+
+
+CLEAR = transition(
+    "clear",
+    "task",
+    sorted(TaskState.FINAL | {TaskState.PENDING}),
+    [TaskState.PENDING],
+)
+
+
+def clear_instance(
+    instance_id: int, source: str, try_number: int, *, max_tries: int, latch: Mapping[str, int]
+) -> bool:
+    """A final (or pending) instance -> pending, to run again, guarded on `source` and
+    `try_number`, the state and try its caller found.
+
+    `latch` holds the recomputed pending_upstream and upstream_* counts; the try number
+    goes on from where it was, with a fresh budget of tries in `max_tries`. Raises
+    TransitionRefused for a `source` that is not final or pending.
+    """
+    if source not in CLEAR.sources:
+        raise TransitionRefused(f"clear: a task cannot go from {source} to pending")
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, max_tries = %(max_tries)s,"
+        " queued_at = NULL, started_at = NULL, finished_at = NULL, next_retry_at = NULL,"
+        " lease_expires_at = NULL, exit_code = NULL, error = '', waiting_slot = %(no)s,"
+        " pending_upstream = %(pending_upstream)s,"
+        " upstream_succeeded = %(upstream_succeeded)s,"
+        " upstream_failed = %(upstream_failed)s, upstream_skipped = %(upstream_skipped)s"
+        " WHERE id = %(id)s AND state = %(source)s AND try_number = %(try_number)s"
+        " RETURNING id",
+        {
+            "target": TaskState.PENDING,
+            "source": source,
+            "try_number": try_number,
+            "max_tries": max_tries,
+            "no": False,
+            "id": instance_id,
+            **latch,
+        },
+    )
+    return bool(rows)
+
+
+MARK = transition(
+    "mark",
+    "task",
+    sorted(TaskState.FINAL | {TaskState.PENDING}),
+    [TaskState.SUCCESS, TaskState.FAILED],
+)
+
+
+def mark_instance(instance_id: int, source: str, try_number: int, target: str, note: str) -> bool:
+    """A pending or final instance -> success | failed by hand, guarded on `source` and
+    `try_number`, the state and try its caller found; `note` (who marked it) becomes its
+    error when it is marked failed. Raises TransitionRefused for another `source` or
+    `target`: an unfinished attempt is stopped first (stop_attempt)."""
+    MARK.check(target)
+    if source not in MARK.sources:
+        raise TransitionRefused(f"mark: a task cannot go from {source} to {target}")
+    rows = execute(
+        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+        " lease_expires_at = NULL, next_retry_at = NULL, exit_code = NULL, error = %(error)s"
+        " WHERE id = %(id)s AND state = %(source)s AND try_number = %(try_number)s"
+        " RETURNING id",
+        {
+            "target": target,
+            "now": now(),
+            "error": note if target == TaskState.FAILED else "",
+            "id": instance_id,
+            "source": source,
+            "try_number": try_number,
+        },
+    )
+    return bool(rows)
+
+
+@dataclass
+class LatchShift:
+    """What to add to a latch's counters (negative: take away)."""
+
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def count(self, state: str, n: int) -> None:
+        """Count an upstream task that ended in `state` `n` more times (n < 0: fewer);
+        an unfinished state counts as pending."""
+        if state == TaskState.SUCCESS:
+            self.succeeded += n
+        elif state in TaskState.FAILING:
+            self.failed += n
+        elif state in TaskState.FINAL:
+            self.skipped += n
+        else:
+            self.pending += n
+
+
+def shift_latches(run_id: Any, shifts: Mapping[str, LatchShift]) -> None:
+    """Add `shifts` (task id -> LatchShift) to those instances' latch counters, leaving
+    their states alone: an upstream task that a repair cleared, or marked another way,
+    is taken off (or counted anew on) the latches of downstream tasks it does not clear.
+    The counters are shifted, not set, so that a release racing the repair still counts.
+    """
+    for task_id, shift in shifts.items():
+        if shift == LatchShift():
+            continue
+        execute(
+            "UPDATE runs_taskinstance SET pending_upstream = pending_upstream + %(pending)s,"
+            " upstream_succeeded = upstream_succeeded + %(succeeded)s,"
+            " upstream_failed = upstream_failed + %(failed)s,"
+            " upstream_skipped = upstream_skipped + %(skipped)s"
+            " WHERE run_id = %(run_id)s AND task_id = %(task_id)s",
+            {
+                "pending": shift.pending,
+                "succeeded": shift.succeeded,
+                "failed": shift.failed,
+                "skipped": shift.skipped,
+                "run_id": run_key(run_id),
+                "task_id": task_id,
+            },
+        )

@@ -6,7 +6,7 @@
 
 Each renders the SQL that the finish statement (one statement on PostgreSQL, its steps on
 SQLite) and the other statements of this package share; readiness is also evaluated in
-Python, by the trigger rules (workflows/trigger_rules.py) and the reconciler.
+Python, by the trigger rules (runs/trigger_rules.py) and the reconciler.
 """
 
 from __future__ import annotations

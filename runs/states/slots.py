@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 
 from ..prepared import Statement
 from .machine import TaskState
-from .repairs import Republish
+from .requeues import Republish
 from .sql import execute, now, on_postgres, run_key
 
 

@@ -64,7 +64,7 @@ def failed_run(dag_yaml: str = CHAIN) -> tuple[DagRun, TaskInstance]:
         state=TaskState.FAILED, try_number=1, started_at=now, finished_at=now, error="boom"
     )
     TaskInstance.objects.filter(pk__in=[ti.pk for ti in rest]).update(
-        state=TaskState.UPSTREAM_FAILED, finished_at=now
+        state=TaskState.UPSTREAM_FAILED, finished_at=now, pending_upstream=0, upstream_failed=1
     )
     DagRun.objects.filter(pk=run.pk).update(
         state=RunState.FAILED, finished_at=now, tasks_unfinished=0, tasks_failed=len(rest) + 1
@@ -272,11 +272,46 @@ def test_viewer_sees_no_actions_and_cannot_act(staff_viewer):  # noqa: F811
     assert ti.state == TaskState.FAILED
 
 
-def test_operator_gets_cancel_and_retry(staff_operator):  # noqa: F811
+def test_operator_gets_cancel_and_the_repairs(staff_operator):  # noqa: F811
     failed_run()
-    for model, action in ((DagRun, "cancel"), (TaskInstance, "retry"), (DeadLetter, "retry")):
+    for model, actions in (
+        (DagRun, {"cancel", "rerun"}),
+        (TaskInstance, {"retry", "clear", "clear_alone", "mark_success", "mark_failed"}),
+        (DeadLetter, {"retry"}),
+    ):
         form = staff_operator.get(url(model, "changelist")).context["action_form"]
-        assert set(dict(form.fields["action"].choices)) == {"", action}
+        assert set(dict(form.fields["action"].choices)) == {"", *actions}
+
+
+def test_mark_success_then_rerun_from_the_admin_are_kept_on_the_runs_page(admin_client):
+    run, ti = failed_run()
+    act(admin_client, TaskInstance, "mark_success", [ti])
+    run.refresh_from_db()
+    states = dict(run.task_instances.values_list("task_id", "state"))
+    assert states == {"extract": TaskState.SUCCESS, "load": TaskState.QUEUED}
+    assert run.state == RunState.RUNNING
+
+    response = act(admin_client, DagRun, "rerun", [run])  # still running: refused, said why
+    assert any("still running" in text for text in texts(response))
+
+    page = admin_client.get(url(DagRun, "change", run.pk))
+    assert page.status_code == 200
+    trail = [(r.action, r.task_id, r.by) for r in run.repairs.all()]
+    assert trail == [("mark", "extract", "admin")]
+    assert "Repairs (who repaired this run, and how)" in page.content.decode()
+
+
+def test_clear_alone_from_the_admin_leaves_the_downstream_as_it_was(admin_client):
+    run, ti = failed_run()
+    act(admin_client, TaskInstance, "clear_alone", [ti])
+    states = dict(run.task_instances.values_list("task_id", "state"))
+    assert states == {"extract": TaskState.QUEUED, "load": TaskState.UPSTREAM_FAILED}
+    (repair,) = run.repairs.all()
+    assert (repair.action, repair.details, repair.tasks) == (
+        "clear",
+        {"downstream": False},
+        ["extract"],
+    )
 
 
 # --- no query per row

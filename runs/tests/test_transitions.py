@@ -74,6 +74,10 @@ def _claim_of(ti: TaskInstance) -> states.Claim:
     )
 
 
+def _found(ti: TaskInstance) -> states.Found:
+    return states.Found(ti.id, ti.task_id, ti.state, ti.try_number, ti.pool, ti.waiting_slot)
+
+
 def _countdown(run: DagRun, target: str) -> None:
     states.count_finished_tasks(run.id, 1, int(target == RunState.FAILED))
 
@@ -95,6 +99,7 @@ TASK_DRIVERS: dict[str, Callable[[TaskInstance, str], object]] = {
     "clear": lambda ti, target: states.clear_instance(
         ti.id,
         ti.state,
+        ti.try_number,
         max_tries=5,
         latch={
             "pending_upstream": 1,
@@ -104,6 +109,10 @@ TASK_DRIVERS: dict[str, Callable[[TaskInstance, str], object]] = {
         },
     ),
     "cancel": lambda ti, target: states.cancel_instances(ti.run_id),
+    "stop_attempt": lambda ti, target: states.stop_attempt(ti.run_id, _found(ti)),
+    "mark": lambda ti, target: states.mark_instance(
+        ti.id, ti.state, ti.try_number, target, "marked by hand"
+    ),
     "republish": lambda ti, target: states.requeue_stale_queued([ti.id], timezone.now()),
     "requeue_overdue_retry": lambda ti, target: states.requeue_overdue_retries(
         [ti.id], timezone.now()
@@ -195,12 +204,19 @@ def test_each_run_statement_moves_its_sources_and_leaves_every_other_state(dag, 
             assert after == expected, f"{name}: {source} -> {target} left it {after}"
 
 
-def test_clear_is_guarded_on_the_state_its_caller_saw(dag):
+def test_repair_statements_are_guarded_on_the_state_and_try_their_caller_saw(dag):
     row = _task_row(dag, TaskState.SKIPPED)
     latch = {"pending_upstream": 1, "upstream_succeeded": 0, "upstream_failed": 0}
     latch["upstream_skipped"] = 0
-    assert not states.clear_instance(row.id, TaskState.FAILED, max_tries=5, latch=latch)
+    assert not states.clear_instance(row.id, TaskState.FAILED, 1, max_tries=5, latch=latch)
+    assert not states.clear_instance(row.id, TaskState.SKIPPED, 2, max_tries=5, latch=latch)
+    assert not states.mark_instance(row.id, TaskState.SKIPPED, 0, TaskState.SUCCESS, "")
+    running = _task_row(dag, TaskState.RUNNING)
+    assert not states.stop_attempt(
+        running.run_id, _found(running).__class__(running.id, "b", TaskState.RUNNING, 2, "", False)
+    )
     assert TaskInstance.objects.get(id=row.id).state == TaskState.SKIPPED
+    assert TaskInstance.objects.get(id=running.id).state == TaskState.RUNNING
 
 
 @pytest.mark.skipif(

@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 
 from runs.models import DeadLetter
-from runs.services import retry_dead_letter
+from runs.repair import retry_dead_letter
 from testkit.engine import run_dag, wait_for_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]

@@ -65,7 +65,7 @@ tasks:
 def test_a_timed_out_run_can_be_repaired_and_gets_a_fresh_deadline(tmp_path):
     """No worker needed: the timeout is applied by hand at a chosen moment."""
     from runs import states
-    from runs.services import retry_task
+    from runs.repair import retry_task
 
     dag = submit(
         """
@@ -85,7 +85,7 @@ tasks:
     assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("failed", 0, 2)
 
     before = timezone.now()
-    retry_task(run, "nap")  # clears nap and its downstream: the run comes back
+    retry_task(run.id, "nap")  # clears nap and its downstream: the run comes back
 
     run.refresh_from_db()
     assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("running", 2, 0)

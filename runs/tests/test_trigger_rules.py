@@ -2,8 +2,8 @@
 
 import pytest
 
+from runs.trigger_rules import Decision, decide
 from testkit.engine import run_dag
-from workflows.trigger_rules import Decision, decide
 
 RUN, WAIT, SKIP, UF = Decision.RUN, Decision.WAIT, Decision.SKIP, Decision.UPSTREAM_FAILED
 

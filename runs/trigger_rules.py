@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from runs.states import all_success_ready
+from .states import all_success_ready
 
 
 class Decision(StrEnum):
