@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from runs.models import DagRun, DeadLetter
+from runs.models import DagRun
 from runs.tests.api_helpers import post_concurrently
 from testkit.engine import submit, wait_for_run
 
@@ -171,8 +171,14 @@ tasks:
     tasks = {t["task_id"]: t for t in operator.get(f"/api/v1/runs/{run_id}").json()["tasks"]}
     assert (tasks["fragile"]["state"], tasks["fragile"]["try_number"]) == ("success", 2)
     assert tasks["after"]["state"] == "success"
-    assert DeadLetter.objects.get().retried_at is not None
-    assert operator.post(f"/api/v1/dlq/{dlq[0]['id']}/retry").status_code == 409
+    entry = operator.get("/api/v1/dlq").json()["results"][0]
+    assert entry["retried_at"] is not None and entry["retried_by"] == "operator-user"
+    again = operator.post(f"/api/v1/dlq/{dlq[0]['id']}/retry")
+    assert again.status_code == 409 and "by operator-user" in again.json()["error"]
+    trail = operator.get(f"/api/v1/runs/{run_id}").json()["repairs"]
+    assert [(r["action"], r["task_id"], r["by"]) for r in trail] == [
+        ("dlq_retry", "fragile", "operator-user")
+    ]
 
 
 @pytest.mark.usefixtures("worker")

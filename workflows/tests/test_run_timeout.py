@@ -62,10 +62,10 @@ tasks:
     wait_for(lambda: not alive(pid), 10, message="the sleep to be killed")
 
 
-def test_a_timed_out_run_can_be_repaired_and_gets_a_fresh_deadline(tmp_path):
+@pytest.mark.parametrize("how", ["retry", "clear", "rerun"])
+def test_a_timed_out_run_can_be_repaired_and_gets_a_fresh_deadline(how):
     """No worker needed: the timeout is applied by hand at a chosen moment."""
-    from runs import states
-    from runs.repair import retry_task
+    from runs import repair, states
 
     dag = submit(
         """
@@ -85,7 +85,11 @@ tasks:
     assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("failed", 0, 2)
 
     before = timezone.now()
-    retry_task(run.id, "nap")  # clears nap and its downstream: the run comes back
+    # Each clears nap and its downstream: the run comes back.
+    if how == "rerun":
+        repair.rerun(run.id)
+    else:
+        getattr(repair, f"{how}_task")(run.id, "nap")
 
     run.refresh_from_db()
     assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("running", 2, 0)
