@@ -1,5 +1,8 @@
 """`flowforge`: drive a FlowForge server from a terminal or script through its REST API.
 
+Besides submitting, triggering and inspecting, it repairs runs (CONTRACT section 9):
+`clear` a task to run it again, `mark` a task's outcome by hand, `rerun` a finished run.
+
 Global options (`--api-url`, `--token`, `--json`) go before or after the command.
 Exit status 0 on success; on failure 1 and one line on stderr (2 for bad usage).
 """
@@ -13,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -64,13 +68,14 @@ class ApiClient:
         query = {key: value for key, value in params.items() if value is not None}
         return self.request("GET", path, params=query)
 
-    def post(self, path: str, **kwargs: object) -> dict:
+    def post(self, path: str, **kwargs: Any) -> dict:
         return self.request("POST", path, **kwargs)
 
-    def delete(self, path: str, **kwargs: object) -> dict:
+    def delete(self, path: str, **kwargs: Any) -> dict:
         return self.request("DELETE", path, **kwargs)  # a 204 has no content: {}
 
-    def request(self, method: str, path: str, **kwargs: object) -> dict:
+    def request(self, method: str, path: str, **kwargs: Any) -> dict:
+        """`kwargs` are requests' own (json, data, headers, params)."""
         try:
             response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **kwargs)
         except (requests.ConnectionError, requests.Timeout):
@@ -236,14 +241,13 @@ def wait_for_run(client: ApiClient, run: dict, args: argparse.Namespace) -> dict
     return run
 
 
-def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
-    body = {"dag_id": args.dag_id, "triggered_by": "cli", "params": parse_params(args.param)}
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    run = client.post("/api/v1/runs", json=body, headers=headers)
+def show_then_wait(client: ApiClient, args: argparse.Namespace, run: dict, message: str) -> int:
+    """Print `message` (the run as JSON with --json); with --wait, follow the run to its
+    end and show it, failing unless it ends in success."""
     if not args.wait:
-        return show(args, run, lambda: f"run {run['run_id']} of {run['dag_id']}: {run['state']}")
+        return show(args, run, lambda: message)
     if not args.json:
-        print(f"run {run['run_id']} of {run['dag_id']}: {run['state']}", flush=True)
+        print(message, flush=True)
     try:
         run = wait_for_run(client, run, args)
     except KeyboardInterrupt:  # stop watching; the run itself goes on on the server
@@ -252,6 +256,15 @@ def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
     if run["state"] != "success":
         raise CliError(f"run {run['run_id']} {run['state']}")
     return 0
+
+
+def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
+    body = {"dag_id": args.dag_id, "triggered_by": "cli", "params": parse_params(args.param)}
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    run = client.post("/api/v1/runs", json=body, headers=headers)
+    return show_then_wait(
+        client, args, run, f"run {run['run_id']} of {run['dag_id']}: {run['state']}"
+    )
 
 
 def cmd_backfill(client: ApiClient, args: argparse.Namespace) -> int:
@@ -279,6 +292,60 @@ def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
     path = f"/api/v1/runs/{segment(args.run_id)}/tasks/{segment(args.task_id)}/logs"
     logs = client.get(path)
     return show(args, logs, lambda: render_logs(logs))
+
+
+# --- repair (CONTRACT section 9) -------------------------------------------------------
+
+
+def task_path(args: argparse.Namespace, action: str) -> str:
+    return f"/api/v1/runs/{segment(args.run_id)}/tasks/{segment(args.task_id)}/{action}"
+
+
+def repaired_tasks(run: dict, action: str, task_id: str | None = None) -> list[str] | None:
+    """The task ids the newest repair changed, when it is the `action` (on `task_id`) just
+    asked for; None from a server that keeps no audit trail (no `repairs` in its runs)."""
+    repairs = run.get("repairs") or []
+    newest = repairs[-1] if repairs else {}
+    if newest.get("action") != action or newest.get("task_id") != task_id:
+        return None
+    return newest.get("tasks")
+
+
+def with_precondition(body: dict, args: argparse.Namespace) -> dict:
+    """--try-number N: the server refuses (409) if the task moved on from that try."""
+    if args.try_number is not None:
+        body["try_number"] = args.try_number
+    return body
+
+
+def cmd_clear(client: ApiClient, args: argparse.Namespace) -> int:
+    body = with_precondition({"downstream": not args.no_downstream}, args)
+    run = client.post(task_path(args, "clear"), json=body)
+    cleared = repaired_tasks(run, "clear", args.task_id)
+    if args.no_downstream:
+        what = f"cleared {args.task_id} (not its downstream)"
+    elif cleared is None:
+        what = f"cleared {args.task_id} and its downstream tasks"
+    else:
+        downstream = [task for task in cleared if task != args.task_id]
+        what = f"cleared {args.task_id} and {len(downstream)} downstream task(s)"
+    return show(args, run, lambda: f"run {run['run_id']}: {what}; run is {run['state']}")
+
+
+def cmd_mark(client: ApiClient, args: argparse.Namespace) -> int:
+    body = with_precondition({"state": args.state}, args)
+    run = client.post(task_path(args, "mark"), json=body)
+    message = f"run {run['run_id']}: {args.task_id} marked {args.state}; run is {run['state']}"
+    return show(args, run, lambda: message)
+
+
+def cmd_rerun(client: ApiClient, args: argparse.Namespace) -> int:
+    run = client.post(f"/api/v1/runs/{segment(args.run_id)}/rerun")
+    rerun = repaired_tasks(run, "rerun")
+    what = "its failed and cancelled tasks" if rerun is None else f"{len(rerun)} task(s)"
+    return show_then_wait(
+        client, args, run, f"run {run['run_id']}: rerunning {what}; run is {run['state']}"
+    )
 
 
 # --- DAGs, system, dead letters -------------------------------------------------------
@@ -413,6 +480,7 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
     logs = command("logs", cmd_logs, "show every attempt's output of a task")
     logs.add_argument("run_id")
     logs.add_argument("task_id")
+    add_repair_commands(command)
     command("pools", cmd_pools, "list pools: slots and tasks running").add_argument(
         "--limit", type=int, default=1000
     )
@@ -427,6 +495,34 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=50
     )
     command("dlq-retry", cmd_dlq_retry, "run a dead-lettered task again").add_argument("id")
+
+
+def add_try_number(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--try-number",
+        type=int,
+        metavar="N",
+        help="only if the task is still on try N, as last seen (else 409)",
+    )
+
+
+def add_repair_commands(command) -> None:
+    """clear, mark, rerun: each answers with the run, its `repairs` naming what changed."""
+    clear = command("clear", cmd_clear, "run a task (and its downstream) again, new attempts")
+    clear.add_argument("run_id")
+    clear.add_argument("task_id")
+    clear.add_argument("--no-downstream", action="store_true", help="clear only this task")
+    add_try_number(clear)
+    mark = command("mark", cmd_mark, "set a task's outcome by hand; downstream tasks follow")
+    mark.add_argument("run_id")
+    mark.add_argument("task_id")
+    mark.add_argument("--state", required=True, choices=["success", "failed"])
+    add_try_number(mark)
+    rerun = command("rerun", cmd_rerun, "run a finished run's failed and cancelled tasks again")
+    rerun.add_argument("run_id")
+    rerun.add_argument("--wait", "-w", action="store_true", help="wait for the run to end")
+    rerun.add_argument("--timeout", type=float, metavar="SECS", help="give up waiting after")
+    rerun.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,7 +84,7 @@ def counts(by_name: dict, zeros: bool = False) -> str:
 
 
 def render_run(run: dict) -> str:
-    """A run's fields, then a table of its task instances."""
+    """A run's fields, a table of its task instances, then one of its repairs if any."""
     fields = key_values(
         [
             ("run", run["run_id"]),
@@ -98,23 +98,55 @@ def render_run(run: dict) -> str:
             ("duration", seconds(run_duration(run))),
         ]
     )
-    tasks = run.get("tasks") or []
-    if not tasks:
-        return fields
+    sections = [fields]
+    if tasks := run.get("tasks"):
+        rows = (
+            [
+                t["task_id"],
+                t["state"],
+                tries(t),
+                seconds(t.get("duration")),
+                t.get("worker"),
+                t.get("exit_code"),
+                t.get("error"),
+            ]
+            for t in tasks
+        )
+        headers = ["TASK", "STATE", "TRIES", "DURATION", "WORKER", "EXIT", "ERROR"]
+        sections.append(table(headers, rows))
+    if repairs := run.get("repairs"):  # older servers send none
+        sections.append(f"REPAIRS\n{render_repairs(repairs)}")
+    return "\n\n".join(sections)
+
+
+def repair_details(repair: dict) -> str:
+    """A repair's details in a few words: `downstream`, `success (was failed)`."""
+    details = dict(repair.get("details") or {})
+    words = []
+    if "downstream" in details:
+        words.append("downstream" if details.pop("downstream") else "no downstream")
+    if "state" in details:
+        state, was = details.pop("state"), details.pop("was", None)
+        words.append(f"{state} (was {was})" if was else str(state))
+    words += [f"{key}={value}" for key, value in details.items()]  # what a newer server adds
+    return ", ".join(words)
+
+
+def render_repairs(repairs: list[dict]) -> str:
+    """A run's repair audit trail, oldest first, as the API lists it."""
+    headers = ["AT", "BY", "ACTION", "TASK", "DETAILS", "TASKS"]
     rows = (
         [
-            t["task_id"],
-            t["state"],
-            tries(t),
-            seconds(t.get("duration")),
-            t.get("worker"),
-            t.get("exit_code"),
-            t.get("error"),
+            when(r.get("at")),
+            r.get("by"),
+            r.get("action"),
+            r.get("task_id"),
+            repair_details(r),
+            r.get("tasks"),
         ]
-        for t in tasks
+        for r in repairs
     )
-    headers = ["TASK", "STATE", "TRIES", "DURATION", "WORKER", "EXIT", "ERROR"]
-    return f"{fields}\n\n{table(headers, rows)}"
+    return table(headers, rows)
 
 
 def render_runs(runs: list[dict]) -> str:

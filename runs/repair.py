@@ -101,11 +101,13 @@ def clear_task(
     go on counting, each cleared task gets 1 + retries tries again (CONTRACT section 9).
 
     Raises RepairConflict when the task is no longer as `seen`, RepairRefused when the run
-    is still queued, TaskInstance.DoesNotExist for an unknown task.
+    is still queued or was cancelled (rerun it), TaskInstance.DoesNotExist for an unknown
+    task.
     """
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan:
         _check_seen(found, task_id, seen)
+        _not_cancelled(run)
         cleared = _with_descendants(compiled, task_id) if downstream else [task_id]
         return Plan(stop=[t for t in cleared if found[t].state in STOPPABLE], reset=cleared)
 
@@ -120,6 +122,7 @@ def retry_task(
     RepairRefused unless the task is failed."""
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan:
+        _not_cancelled(run)
         state = found[task_id].state
         if state != TaskState.FAILED:
             raise RepairConflict(
@@ -157,13 +160,14 @@ def mark_task(
     changes nothing.
 
     Raises ValueError for another `state`, RepairConflict when the task is no longer as
-    `seen`, RepairRefused when the run is still queued.
+    `seen`, RepairRefused when the run is still queued or was cancelled (rerun it).
     """
     if state not in MARKABLE:
         raise ValueError(f"a task can be marked success or failed, not {state!r}")
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan | None:
         _check_seen(found, task_id, seen)
+        _not_cancelled(run)
         if found[task_id].state == state:
             return None
         stop = [task_id] if found[task_id].state in STOPPABLE else []
@@ -265,6 +269,16 @@ def _carry_out(
         tasks=plan.changed(),
         by=by,
     )
+
+
+def _not_cancelled(run: DagRun) -> None:
+    """A cancelled run is revived whole or not at all: a repair of one task would end it
+    by the countdown with the rest still cancelled, which no run state describes."""
+    if run.state == RunState.CANCELLED:
+        raise RepairRefused(
+            f"run {run.id} was cancelled; rerun it first (its cancelled tasks run again),"
+            " then repair its tasks"
+        )
 
 
 def _check_seen(found: dict[str, Found], task_id: str, seen: Seen | None) -> None:
