@@ -25,6 +25,7 @@ from dags.compiled import CompiledDag, compiled_version
 from runs import states
 from runs.messages import TaskMessage, publish_now
 from runs.models import TaskInstance
+from runs.services import republish
 
 from . import shutdown
 from .dispatch import complete_attempt
@@ -182,6 +183,10 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
     task = compiled.tasks[claim.task_id]
     try:
         handed_back = wait_for_database(states.hand_back, claim)
+        if not handed_back:  # moved on meanwhile: cancelled, given up, or repaired
+            held = wait_for_database(states.requeue_after_stop, claim.instance_id, claim.try_number)
+            republish(held)  # the message a repair held back for this attempt's end
+            return
     except DATABASE_UNAVAILABLE:
         log.exception(
             "could not hand %s/%s back",
@@ -189,8 +194,6 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
             claim.task_id,
             extra=claim.log_fields(compiled.dag_id),
         )
-        return
-    if not handed_back:  # cancelled or given up meanwhile: nothing of it is left to run
         return
     publish_now([TaskMessage(claim.instance_id, claim.try_number - 1, task.queue)])
     log.warning(

@@ -93,7 +93,7 @@ def _complete_fast(claim: Claim, result: ExecutionResult, compiled: CompiledDag)
     needs one more, transactional, step."""
     finish = _finish(claim, result, compiled, TaskState.SUCCESS)
     if not finish.moved:
-        states.record_late_attempt(claim, **_record(result))
+        _ended_late(claim, result)
         return None
     _wake_waiting(claim, finish)
     if any(latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches):
@@ -110,7 +110,7 @@ def _complete_in_transaction(
     """Every other outcome; the caller holds the transaction."""
     finish = _finish(claim, result, compiled, target, retry_in)
     if not finish.moved:
-        states.record_late_attempt(claim, **_record(result))
+        _ended_late(claim, result)
         return None
     _wake_waiting(claim, finish)
     if target == TaskState.UP_FOR_RETRY:
@@ -121,6 +121,13 @@ def _complete_in_transaction(
         _dead_letter(claim, compiled, result)
     carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
+
+
+def _ended_late(claim: Claim, result: ExecutionResult) -> None:
+    """The attempt ended after its instance was moved on: record it, and, when a repair
+    that stopped it queued its task again, send the message held back for this moment."""
+    states.record_late_attempt(claim, **_record(result))
+    republish(states.requeue_after_stop(claim.instance_id, claim.try_number))
 
 
 def _finish(

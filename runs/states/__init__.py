@@ -56,7 +56,12 @@ from .repairs import (
     shift_latches,
     stop_attempt,
 )
-from .requeues import Republish, requeue_overdue_retries, requeue_stale_queued
+from .requeues import (
+    Republish,
+    requeue_after_stop,
+    requeue_overdue_retries,
+    requeue_stale_queued,
+)
 from .rules import all_success_ready
 from .slots import NoSlot, wait_for_slot, wake_waiting
 from .timeouts import RUN_TIMED_OUT, time_out_run, time_out_running, time_out_waiting
@@ -101,6 +106,7 @@ __all__ = [
     "release_downstream",
     "renew_lease",
     "reopen_run",
+    "requeue_after_stop",
     "requeue_overdue_retries",
     "requeue_stale_queued",
     "shift_latches",

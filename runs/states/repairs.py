@@ -142,14 +142,16 @@ MARK = transition(
 def mark_instance(instance_id: int, source: str, try_number: int, target: str, note: str) -> bool:
     """A pending or final instance -> success | failed by hand, guarded on `source` and
     `try_number`, the state and try its caller found; `note` (who marked it) becomes its
-    error when it is marked failed. Raises TransitionRefused for another `source` or
+    error when it is marked failed. A finished instance keeps its finish time, so its
+    duration stays the time it ran. Raises TransitionRefused for another `source` or
     `target`: an unfinished attempt is stopped first (stop_attempt)."""
     MARK.check(target)
     if source not in MARK.sources:
         raise TransitionRefused(f"mark: a task cannot go from {source} to {target}")
     rows = execute(
-        "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
-        " lease_expires_at = NULL, next_retry_at = NULL, exit_code = NULL, error = %(error)s"
+        "UPDATE runs_taskinstance SET state = %(target)s,"
+        " finished_at = COALESCE(finished_at, %(now)s), lease_expires_at = NULL,"
+        " next_retry_at = NULL, exit_code = NULL, error = %(error)s"
         " WHERE id = %(id)s AND state = %(source)s AND try_number = %(try_number)s"
         " RETURNING id",
         {

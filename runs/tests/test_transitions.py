@@ -114,6 +114,7 @@ TASK_DRIVERS: dict[str, Callable[[TaskInstance, str], object]] = {
         ti.id, ti.state, ti.try_number, target, "marked by hand"
     ),
     "republish": lambda ti, target: states.requeue_stale_queued([ti.id], timezone.now()),
+    "requeue_after_stop": lambda ti, target: states.requeue_after_stop(ti.id, ti.try_number),
     "requeue_overdue_retry": lambda ti, target: states.requeue_overdue_retries(
         [ti.id], timezone.now()
     ),
