@@ -110,7 +110,11 @@ def _decide(compiled: CompiledDag, latches: list[Latch]) -> dict[str, list[Latch
         if decision != Decision.WAIT:
             decided[decision.value].append(latch)
     for target, members in decided.items():
-        ids = set(states.leave_pending([latch.instance_id for latch in members], target))
+        ids = set(
+            states.leave_pending(
+                [latch.instance_id for latch in members], target, decided_on=members
+            )
+        )
         moved.setdefault(target, []).extend(latch for latch in members if latch.instance_id in ids)
     return moved
 

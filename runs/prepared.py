@@ -20,7 +20,8 @@ UNDEFINED_PREPARED_STATEMENT = "26000"
 DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 
-def _pgcode(exc: DatabaseError) -> str | None:
+def pgcode(exc: DatabaseError) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error (psycopg2's `pgcode`), or None."""
     return getattr(exc.__cause__, "pgcode", None)
 
 
@@ -53,12 +54,12 @@ class Statement:
                 cursor.execute(self._execute_sql, values)
                 return
             except DatabaseError as exc:  # the session lost it (DEALLOCATE, DISCARD ALL)
-                if _pgcode(exc) != UNDEFINED_PREPARED_STATEMENT:
+                if pgcode(exc) != UNDEFINED_PREPARED_STATEMENT:
                     raise
         try:
             cursor.execute(f"PREPARE {self.name} AS {self.prepared_sql}")
         except DatabaseError as exc:  # prepared before this process knew of it
-            if _pgcode(exc) != DUPLICATE_PREPARED_STATEMENT:
+            if pgcode(exc) != DUPLICATE_PREPARED_STATEMENT:
                 raise
         prepared.add(self.name)
         cursor.execute(self._execute_sql, values)

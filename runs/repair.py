@@ -18,7 +18,7 @@ Every repair is one transaction, in three parts:
 from __future__ import annotations
 
 import itertools
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,8 +29,9 @@ from dags.compiled import CompiledDag, compiled_version
 from . import states
 from .cascade import admit_next_runs, carry_on
 from .models import DagRun, DeadLetter, Repair, TaskInstance
+from .prepared import pgcode
 from .services import republish
-from .states import Found, LatchShift, RunState, TaskState
+from .states import Found, LatchCounts, RunState, TaskState
 
 # Unfinished states whose attempt a repair stops before it clears or marks the task.
 STOPPABLE = frozenset({TaskState.QUEUED, TaskState.RUNNING, TaskState.UP_FOR_RETRY})
@@ -100,14 +101,14 @@ def clear_task(
     attempts, whatever state it is in: unfinished attempts are stopped first, try numbers
     go on counting, each cleared task gets 1 + retries tries again (CONTRACT section 9).
 
+    A cancelled run is revived whole: its cancelled tasks run again too.
+
     Raises RepairConflict when the task is no longer as `seen`, RepairRefused when the run
-    is still queued or was cancelled (rerun it), TaskInstance.DoesNotExist for an unknown
-    task.
+    is still queued, TaskInstance.DoesNotExist for an unknown task.
     """
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan:
         _check_seen(found, task_id, seen)
-        _not_cancelled(run)
         cleared = _with_descendants(compiled, task_id) if downstream else [task_id]
         return Plan(stop=[t for t in cleared if found[t].state in STOPPABLE], reset=cleared)
 
@@ -116,13 +117,20 @@ def clear_task(
 
 
 def retry_task(
-    run_id: object, task_id: str, *, by: str = "", action: str = Repair.Action.RETRY
+    run_id: object,
+    task_id: str,
+    *,
+    by: str = "",
+    action: str = Repair.Action.RETRY,
+    check: Callable[[], None] | None = None,
 ) -> DagRun:
     """Clear a failed task and its downstream (POST .../retry, the dead-letter retry):
-    RepairRefused unless the task is failed."""
+    RepairRefused unless the task is failed. `check` is called first, with the run's
+    instances locked, and may refuse by raising RepairRefused."""
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan:
-        _not_cancelled(run)
+        if check is not None:
+            check()
         state = found[task_id].state
         if state != TaskState.FAILED:
             raise RepairConflict(
@@ -142,12 +150,23 @@ def retry_dead_letter(entry: DeadLetter, *, by: str = "") -> DagRun:
     """Run a dead-lettered task again with a fresh set of tries (its backoff starts
     afresh: workflows/dispatch.py counts the tries of the current set), resuming its run;
     the entry records when and by whom. RepairRefused when it was retried already."""
-    if entry.retried_at is not None:
-        who = f" by {entry.retried_by}" if entry.retried_by else ""
-        raise RepairRefused(
-            f"dead letter {entry.id} was already retried at {entry.retried_at}{who}"
-        )
-    return retry_task(entry.run_id, entry.task_id, by=by, action=Repair.Action.DLQ_RETRY)
+
+    def not_yet_retried(fresh: DeadLetter = entry) -> None:
+        if fresh.retried_at is not None:
+            who = f" by {fresh.retried_by}" if fresh.retried_by else ""
+            raise RepairRefused(
+                f"dead letter {fresh.id} was already retried at {fresh.retried_at}{who}"
+            )
+
+    not_yet_retried()  # the common refusal, before any lock is taken
+    return retry_task(
+        entry.run_id,
+        entry.task_id,
+        by=by,
+        action=Repair.Action.DLQ_RETRY,
+        # Again under the locks: two retries pressed at once stamp the entry once.
+        check=lambda: not_yet_retried(DeadLetter.objects.select_for_update().get(pk=entry.pk)),
+    )
 
 
 def mark_task(
@@ -160,14 +179,13 @@ def mark_task(
     changes nothing.
 
     Raises ValueError for another `state`, RepairConflict when the task is no longer as
-    `seen`, RepairRefused when the run is still queued or was cancelled (rerun it).
+    `seen`, RepairRefused when the run is still queued.
     """
     if state not in MARKABLE:
         raise ValueError(f"a task can be marked success or failed, not {state!r}")
 
     def plan(run: DagRun, compiled: CompiledDag, found: dict[str, Found]) -> Plan | None:
         _check_seen(found, task_id, seen)
-        _not_cancelled(run)
         if found[task_id].state == state:
             return None
         stop = [task_id] if found[task_id].state in STOPPABLE else []
@@ -222,7 +240,7 @@ def _repair(
                 _carry_out(run_id, planner, action, task_id, details, by)
             break
         except OperationalError as exc:
-            if attempt >= 3 or getattr(exc.__cause__, "sqlstate", None) != DEADLOCK:
+            if attempt >= 3 or pgcode(exc) != DEADLOCK:
                 raise
     return DagRun.objects.select_related("dag", "dag_version").get(pk=run_id)
 
@@ -249,12 +267,14 @@ def _carry_out(
     plan = planner(run, compiled, found)
     if plan is None:
         return
+    if run.state == RunState.CANCELLED:
+        _revive_whole(found, plan)
     now_state = {t: f.state for t, f in found.items()}
     freed = _stop(run.id, found, plan.stop, now_state)
     if plan.mark:
         _mark(found, *plan.mark, now_state, by)
-    states.shift_latches(run.id, _shifts(compiled, found, plan))
     latches = _reset(compiled, found, plan.reset, now_state)
+    _relatch(run.id, compiled, plan, now_state)
     _count_back_up(run, compiled, found, plan, latches)
     _wake(run.id, freed)
     cleared_failed = [
@@ -271,14 +291,18 @@ def _carry_out(
     )
 
 
-def _not_cancelled(run: DagRun) -> None:
-    """A cancelled run is revived whole or not at all: a repair of one task would end it
-    by the countdown with the rest still cancelled, which no run state describes."""
-    if run.state == RunState.CANCELLED:
-        raise RepairRefused(
-            f"run {run.id} was cancelled; rerun it first (its cancelled tasks run again),"
-            " then repair its tasks"
-        )
+def _revive_whole(found: dict[str, Found], plan: Plan) -> None:
+    """A cancelled run is revived whole: the tasks its cancel stopped run again with the
+    repaired ones. Left cancelled, they would end the revived run by a countdown that
+    counts them as neither success nor failure."""
+    marked = {plan.mark[0]} if plan.mark else set()
+    plan.reset += [
+        task_id
+        for task_id, instance in found.items()
+        if instance.state == TaskState.CANCELLED
+        and task_id not in plan.reset
+        and task_id not in marked
+    ]
 
 
 def _check_seen(found: dict[str, Found], task_id: str, seen: Seen | None) -> None:
@@ -344,49 +368,25 @@ def _mark(
     now_state[task_id] = target
 
 
-def _shifts(compiled: CompiledDag, found: dict[str, Found], plan: Plan) -> dict[str, LatchShift]:
-    """The latch shifts of the downstream tasks a repair leaves alone: each task whose
-    outcome it changes is taken off their latches as it was counted (unfinished: as
-    pending) and counted anew as it is now (reset: pending again)."""
-    reset = set(plan.reset)
-    outcomes = {task_id: TaskState.PENDING for task_id in plan.reset}
-    if plan.mark:
-        outcomes[plan.mark[0]] = plan.mark[1]
-    shifts: dict[str, LatchShift] = defaultdict(LatchShift)
-    for task_id, outcome in outcomes.items():
-        for child in compiled.downstream[task_id]:
-            if child not in reset:
-                shifts[child].count(found[task_id].state, -1)
-                shifts[child].count(outcome, +1)
-    return shifts
-
-
 def _reset(
     compiled: CompiledDag, found: dict[str, Found], task_ids: list[str], now_state: dict[str, str]
 ) -> list[states.Latch]:
     """The tasks back to pending with a fresh set of tries and their latches counted
     from their upstream tasks as they are now (those reset too count as pending)."""
-    reset = set(task_ids)
+    sources = {task_id: now_state[task_id] for task_id in task_ids}
+    now_state.update(dict.fromkeys(task_ids, TaskState.PENDING))
     latches = []
     for task_id in task_ids:
-        latch = LatchShift()
-        for upstream in compiled.tasks[task_id].depends_on:
-            latch.count(TaskState.PENDING if upstream in reset else now_state[upstream], 1)
+        latch = _latch(compiled, task_id, now_state)
         instance = found[task_id]
         if not states.clear_instance(
             instance.instance_id,
-            now_state[task_id],
+            sources[task_id],
             instance.try_number,
             max_tries=instance.try_number + 1 + compiled.tasks[task_id].retries,
-            latch={
-                "pending_upstream": latch.pending,
-                "upstream_succeeded": latch.succeeded,
-                "upstream_failed": latch.failed,
-                "upstream_skipped": latch.skipped,
-            },
+            latch=latch.columns(),
         ):
             raise _lost(instance)
-        now_state[task_id] = TaskState.PENDING
         latches.append(
             states.Latch(
                 instance.instance_id,
@@ -400,6 +400,21 @@ def _reset(
             )
         )
     return latches
+
+
+def _relatch(run_id: object, compiled: CompiledDag, plan: Plan, now_state: dict[str, str]) -> None:
+    """Set the latches of the tasks right downstream of those the repair changed, which
+    it does not reset, from their upstream tasks as they are now."""
+    changed = [*plan.reset, *([plan.mark[0]] if plan.mark else [])]
+    children = {child for task_id in changed for child in compiled.downstream[task_id]}
+    states.set_latches(
+        run_id,
+        {child: _latch(compiled, child, now_state) for child in children - set(plan.reset)},
+    )
+
+
+def _latch(compiled: CompiledDag, task_id: str, now_state: dict[str, str]) -> LatchCounts:
+    return LatchCounts.of(now_state[upstream] for upstream in compiled.tasks[task_id].depends_on)
 
 
 def _count_back_up(

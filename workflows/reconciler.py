@@ -196,8 +196,9 @@ def release_stuck_pending(now: datetime) -> int:
     for pk, task_id, tries, run_id, version_id, succeeded, failed, skipped in stuck[:BATCH]:
         compiled = compiled_version(version_id)
         target = decide(compiled.tasks[task_id].trigger_rule, 0, succeeded, failed, skipped)
+        latch = states.Latch(pk, task_id, TaskState.PENDING, 0, succeeded, failed, skipped)
         with transaction.atomic():
-            if not states.leave_pending([pk], target.value):
+            if not states.leave_pending([pk], target.value, decided_on=[latch]):
                 continue
             if target.value == TaskState.QUEUED:
                 publish_on_commit([TaskMessage(pk, tries, compiled.tasks[task_id].queue)])

@@ -49,11 +49,11 @@ from .records import (
 )
 from .repairs import (
     Found,
-    LatchShift,
+    LatchCounts,
     clear_instance,
     lock_run_instances,
     mark_instance,
-    shift_latches,
+    set_latches,
     stop_attempt,
 )
 from .requeues import (
@@ -76,7 +76,7 @@ __all__ = [
     "Claim",
     "Finish",
     "Found",
-    "LatchShift",
+    "LatchCounts",
     "Latch",
     "NoSlot",
     "Republish",
@@ -109,7 +109,7 @@ __all__ = [
     "requeue_after_stop",
     "requeue_overdue_retries",
     "requeue_stale_queued",
-    "shift_latches",
+    "set_latches",
     "start_run",
     "stop_attempt",
     "take_expired_lease",

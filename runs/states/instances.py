@@ -503,23 +503,43 @@ LEAVE_PENDING = transition(
 )
 
 
-def leave_pending(instance_ids: Sequence[int], target: str) -> list[int]:
+# A latch as one value, to guard a decision on the counts it was made from.
+_LATCH_KEY = (
+    "CAST(id AS TEXT) || ':' || CAST(pending_upstream AS TEXT) || ':'"
+    " || CAST(upstream_succeeded AS TEXT) || ':' || CAST(upstream_failed AS TEXT) || ':'"
+    " || CAST(upstream_skipped AS TEXT)"
+)
+
+
+def _latch_key(latch: Latch) -> str:
+    return f"{latch.instance_id}:{latch.pending}:{latch.succeeded}:{latch.failed}:{latch.skipped}"
+
+
+def leave_pending(
+    instance_ids: Sequence[int], target: str, *, decided_on: Sequence[Latch] = ()
+) -> list[int]:
     """pending -> queued | upstream_failed | skipped; returns the ids that moved.
-    Raises TransitionRefused for another `target`."""
+
+    With `decided_on`, the latches a trigger rule decided `target` from, an instance
+    moves only while its latch still holds those counts: a repair that set it afresh
+    since (runs/repair.py) has decided it on its own. Raises TransitionRefused for
+    another `target`."""
     LEAVE_PENDING.check(target)
     if not instance_ids:
         return []
     final = target in TaskState.FINAL
+    latch_guard = f" AND {any_of(_LATCH_KEY, 'latches')}" if decided_on else ""
     rows = execute(
         "UPDATE runs_taskinstance SET state = %(target)s, queued_at = %(queued_at)s,"
         " finished_at = %(finished_at)s"
-        f" WHERE {any_of('id', 'ids')} AND {LEAVE_PENDING.guard()} RETURNING id",
+        f" WHERE {any_of('id', 'ids')} AND {LEAVE_PENDING.guard()}{latch_guard} RETURNING id",
         {
             **LEAVE_PENDING.params(),
             "target": target,
             "queued_at": None if final else now(),
             "finished_at": now() if final else None,
             "ids": id_list(instance_ids),
+            "latches": id_list([_latch_key(latch) for latch in decided_on]),
         },
     )
     return [row[0] for row in rows]

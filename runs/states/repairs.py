@@ -1,5 +1,5 @@
 """Transitions made by hand (CONTRACT section 9): stop an attempt, clear a task back to
-pending, mark a task success or failed, and shift the latches of the tasks downstream.
+pending, mark a task success or failed, and set the latches of the tasks downstream.
 
 A repair first locks every instance of its run (`lock_run_instances`), in the order a
 finish takes them, and decides from what it found. Each statement is then guarded on the
@@ -11,7 +11,7 @@ it lost and rolls its transaction back.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,48 +167,52 @@ def mark_instance(instance_id: int, source: str, try_number: int, target: str, n
 
 
 @dataclass
-class LatchShift:
-    """What to add to a latch's counters (negative: take away)."""
+class LatchCounts:
+    """A latch's counters: how many upstream tasks are unfinished, and how the others
+    ended (upstream_failed counts as failed; cancelled as skipped)."""
 
     pending: int = 0
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
 
-    def count(self, state: str, n: int) -> None:
-        """Count an upstream task that ended in `state` `n` more times (n < 0: fewer);
-        an unfinished state counts as pending."""
-        if state == TaskState.SUCCESS:
-            self.succeeded += n
-        elif state in TaskState.FAILING:
-            self.failed += n
-        elif state in TaskState.FINAL:
-            self.skipped += n
-        else:
-            self.pending += n
+    @classmethod
+    def of(cls, upstream_states: Iterable[str]) -> LatchCounts:
+        """The latch of a task whose upstream tasks are in these states."""
+        counts = cls()
+        for state in upstream_states:
+            if state == TaskState.SUCCESS:
+                counts.succeeded += 1
+            elif state in TaskState.FAILING:
+                counts.failed += 1
+            elif state in TaskState.FINAL:
+                counts.skipped += 1
+            else:
+                counts.pending += 1
+        return counts
+
+    def columns(self) -> dict[str, int]:
+        """The counters by column name (runs_taskinstance)."""
+        return {
+            "pending_upstream": self.pending,
+            "upstream_succeeded": self.succeeded,
+            "upstream_failed": self.failed,
+            "upstream_skipped": self.skipped,
+        }
 
 
-def shift_latches(run_id: Any, shifts: Mapping[str, LatchShift]) -> None:
-    """Add `shifts` (task id -> LatchShift) to those instances' latch counters, leaving
-    their states alone: an upstream task that a repair cleared, or marked another way,
-    is taken off (or counted anew on) the latches of downstream tasks it does not clear.
-    The counters are shifted, not set, so that a release racing the repair still counts.
-    """
-    for task_id, shift in shifts.items():
-        if shift == LatchShift():
-            continue
+def set_latches(run_id: Any, latches: Mapping[str, LatchCounts]) -> None:
+    """Set the latches of those instances (task id -> counts), leaving their states
+    alone: the tasks downstream of a task a repair changed, which it does not reset.
+    The caller holds every instance of the run locked (lock_run_instances), so no release
+    can come between its reading of the upstream states and this write; the latch is set
+    from those states rather than shifted, so it heals what a timeout or a cancel left
+    unreleased."""
+    for task_id, counts in latches.items():
         execute(
-            "UPDATE runs_taskinstance SET pending_upstream = pending_upstream + %(pending)s,"
-            " upstream_succeeded = upstream_succeeded + %(succeeded)s,"
-            " upstream_failed = upstream_failed + %(failed)s,"
-            " upstream_skipped = upstream_skipped + %(skipped)s"
+            "UPDATE runs_taskinstance SET pending_upstream = %(pending_upstream)s,"
+            " upstream_succeeded = %(upstream_succeeded)s,"
+            " upstream_failed = %(upstream_failed)s, upstream_skipped = %(upstream_skipped)s"
             " WHERE run_id = %(run_id)s AND task_id = %(task_id)s",
-            {
-                "pending": shift.pending,
-                "succeeded": shift.succeeded,
-                "failed": shift.failed,
-                "skipped": shift.skipped,
-                "run_id": run_key(run_id),
-                "task_id": task_id,
-            },
+            {**counts.columns(), "run_id": run_key(run_id), "task_id": task_id},
         )

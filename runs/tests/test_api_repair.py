@@ -63,13 +63,15 @@ def test_rerun_of_a_cancelled_run_runs_its_cancelled_tasks_again(operator, run_i
     assert (entry["action"], entry["task_id"], entry["tasks"]) == ("rerun", None, ["a", "b"])
 
 
-def test_a_cancelled_run_is_rerun_whole_before_its_tasks_are_repaired(operator, run_id):
+def test_repairing_a_task_of_a_cancelled_run_revives_the_run_whole(operator, run_id):
     assert operator.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
-    for path, body in (("tasks/a/clear", {}), ("tasks/b/mark", {"state": "success"})):
-        answer = operator.post(f"/api/v1/runs/{run_id}/{path}", body, format="json")
-        assert answer.status_code == 409 and "rerun it first" in answer.json()["error"]
-    assert DagRun.objects.get(id=run_id).state == "cancelled"
-    assert not Repair.objects.exists()
+    marked = operator.post(
+        f"/api/v1/runs/{run_id}/tasks/a/mark", {"state": "success"}, format="json"
+    )
+    assert marked.status_code == 200, marked.json()
+    assert marked.json()["state"] == "running"
+    assert states(run_id) == {"a": ("success", 0), "b": ("queued", 0)}
+    assert marked.json()["repairs"][0]["tasks"] == ["a", "b"]
 
 
 def test_rerun_of_a_running_run_is_409_and_changes_nothing(operator, run_id):

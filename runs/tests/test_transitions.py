@@ -220,6 +220,16 @@ def test_repair_statements_are_guarded_on_the_state_and_try_their_caller_saw(dag
     assert TaskInstance.objects.get(id=running.id).state == TaskState.RUNNING
 
 
+def test_a_decision_made_on_a_latch_that_changed_since_moves_nothing(dag):
+    """A trigger rule decided from a latch a repair has set afresh since: the repair
+    decided that task itself, so the stale decision must not land."""
+    row = _task_row(dag, TaskState.PENDING)
+    stale = states.Latch(row.id, "b", TaskState.PENDING, 0, 0, 1, 0)
+    assert states.leave_pending([row.id], TaskState.UPSTREAM_FAILED, decided_on=[stale]) == []
+    fresh = states.Latch(row.id, "b", TaskState.PENDING, 1, 0, 0, 0)
+    assert states.leave_pending([row.id], TaskState.QUEUED, decided_on=[fresh]) == [row.id]
+
+
 @pytest.mark.skipif(
     os.environ.get("FLOWFORGE_TEST_BACKEND") == "sqlite", reason="this is the SQLite run"
 )

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from dags.models import Pool
-from runs import repair
+from runs import repair, services
 from runs.models import DagRun, Repair, TaskInstance
 from runs.services import trigger_run
 from runs.states import RunState, TaskState
@@ -241,6 +241,36 @@ def test_rerun_of_a_running_run_is_refused_and_changes_nothing():
         repair.rerun(run.id)
     assert not Repair.objects.exists()
     assert TaskInstance.objects.get(run=run).state == TaskState.RUNNING
+
+
+def test_rerun_after_a_cancel_counts_the_cancelled_task_afresh_on_its_downstream(tmp_path):
+    """c (one_success) ran once p1 succeeded; the cancel stopped p2 without releasing
+    it on c's latch. The rerun sets c's latch from its upstream tasks as they are."""
+    marker = tmp_path / "slept"
+    run = trigger_run(
+        submit(
+            f"""
+id: cancelled-then-rerun
+tasks:
+  - {{id: p1, command: "echo p1"}}
+  - id: p2
+    command: "if [ -f {marker} ]; then echo p2; else touch {marker}; sleep 60; fi"
+  - {{id: c, command: "echo c", depends_on: [p1, p2], trigger_rule: one_success}}
+"""
+        )
+    )
+    wait_for_state(run.id, "c", "success")
+    wait_for_state(run.id, "p2", "running")
+    services.cancel_run(run)
+
+    repair.rerun(run.id)
+    run = wait_for_run(run.id)
+
+    assert run.state == RunState.SUCCESS, tries(run)
+    assert tries(run) == {"p1": ("success", 1), "p2": ("success", 2), "c": ("success", 1)}
+    c = run.task_instances.get(task_id="c")
+    assert (c.pending_upstream, c.upstream_succeeded) == (0, 2)
+    assert_settled(run)
 
 
 # --- races -------------------------------------------------------------------------------

@@ -94,3 +94,32 @@ tasks:
     run.refresh_from_db()
     assert (run.state, run.tasks_unfinished, run.tasks_failed) == ("running", 2, 0)
     assert run.deadline_at >= before + timezone.timedelta(hours=1)
+
+
+def test_a_timed_out_task_cleared_alone_sets_its_downstream_latch_afresh():
+    """The timeout failed nap and its downstream without releasing nap on after's latch;
+    clearing nap alone must not count it off that latch twice (a CHECK would refuse)."""
+    from runs import repair, states
+
+    run = trigger_run(
+        submit(
+            """
+id: timed-out-then-cleared
+run_timeout: 1h
+tasks:
+  - {id: nap, command: "true", queue: nobody-listens}
+  - {id: after, command: "true", depends_on: [nap], queue: nobody-listens}
+"""
+        )
+    )
+    nap = TaskInstance.objects.get(run=run, task_id="nap")
+    states.claim(nap.id, 0, "w@host", 60)
+    run.refresh_from_db()
+    states.time_out_run(run.id, run.deadline_at)
+
+    run = repair.clear_task(run.id, "nap", downstream=False)
+
+    after = TaskInstance.objects.get(run=run, task_id="after")
+    assert (run.state, after.state) == ("running", "upstream_failed")
+    assert (after.pending_upstream, after.upstream_failed) == (1, 0)
+    assert (run.tasks_unfinished, run.tasks_failed) == (1, 1)
