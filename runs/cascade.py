@@ -7,7 +7,6 @@ repairs (runs/repair.py) all carry a frontier on through here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
 
 from django.db import transaction
 
@@ -40,21 +39,17 @@ def carry_on(
     final: int = 0,
     failing: int = 0,
     run_state: str | None = None,
-    hold: Collection[int] = (),
 ) -> None:
     """Act on released latches, transitively: publish what was queued, let trigger rules
     decide the rest, and release in turn the downstream tasks of those that became
     upstream_failed or skipped. `final` and `failing` are instances already final but not
-    yet counted on the run; `run_state` is set when the run has already ended. Instances
-    in `hold` are queued without a message: a stopped attempt of theirs sends it when it
-    has ended (runs/repair.py)."""
+    yet counted on the run; `run_state` is set when the run has already ended."""
     ready: list[TaskMessage] = []
     while latches:
         moved = _decide(compiled, latches)
         ready += [
             TaskMessage(latch.instance_id, latch.try_number, compiled.tasks[latch.task_id].queue)
             for latch in moved.get(TaskState.QUEUED, [])
-            if latch.instance_id not in hold
         ]
         frontier = {
             latch.task_id: state

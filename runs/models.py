@@ -99,6 +99,10 @@ class TaskInstance(models.Model):
     pool = models.CharField(max_length=100, blank=True, default="")
     # Queued, but its claim found no slot (run or pool): the next release wakes it.
     waiting_slot = models.BooleanField(default=False)
+    # The lease of an attempt that a cancel, timeout or repair stopped while it ran: its
+    # process may run on until its worker notices, at the latest until this lease (and
+    # the time to kill it) is over. No new attempt is claimed before (workflows/attempts.py).
+    stopped_lease = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -439,11 +439,7 @@ def _count_back_up(
         else:
             final, failing = 1, int(target in TaskState.FAILING)
     states.reopen_run(run.id, cleared, cleared_failing, compiled.spec.run_timeout_secs)
-    # A stopped attempt runs on until its worker notices (its next lease renewal) and
-    # ends its process group; its task's next message waits for that, so that the two
-    # attempts never overlap (workflows/dispatch.py sends it).
-    stopped = [found[t].instance_id for t in plan.stop if found[t].state == TaskState.RUNNING]
-    carry_on(str(run.id), compiled, latches, final=final, failing=failing, hold=stopped)
+    carry_on(str(run.id), compiled, latches, final=final, failing=failing)
     if states.finish_drained_run(run.id):
         transaction.on_commit(lambda: admit_next_runs(compiled))
 

@@ -20,6 +20,7 @@ from django.db import (
     OperationalError,
     close_old_connections,
 )
+from django.utils import timezone
 
 from dags.compiled import CompiledDag, compiled_version
 from runs import states
@@ -31,7 +32,7 @@ from . import shutdown
 from .dispatch import complete_attempt
 from .executors import AttemptContext, ExecutionResult, execute
 from .executors.python import stop_running_callable
-from .leases import Lease
+from .leases import Lease, fence_grace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,11 +105,48 @@ def _claim(instance_id: int, try_number: int, worker: str) -> states.Claim | Non
             claim = _claim_once(instance_id, try_number, worker)
         except states.NoSlot:
             claim = _wait_for_slot(instance_id, try_number, worker)
+    if claim is None:
+        _resend_after_stop(instance_id, try_number)
     return claim
 
 
 def _claim_once(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
-    return states.claim(instance_id, try_number, worker, settings.FLOWFORGE_LEASE_SECS)
+    return states.claim(
+        instance_id,
+        try_number,
+        worker,
+        settings.FLOWFORGE_LEASE_SECS,
+        stops_over_before=timezone.now() - fence_grace(),
+    )
+
+
+def _resend_after_stop(instance_id: int, try_number: int) -> None:
+    """A claim refused because an attempt that a cancel, timeout or repair stopped may
+    still run: the message comes back when that attempt's lease and fence grace are over
+    (workflows/leases.py). Its end sends it sooner (dispatch.py, `_hand_back`)."""
+    cutoff = timezone.now() - fence_grace()
+    stopped = (
+        TaskInstance.objects.filter(
+            id=instance_id,
+            state=states.TaskState.QUEUED,
+            try_number=try_number,
+            stopped_lease__gte=cutoff,
+        )
+        .values_list("task_id", "run__dag_version_id", "stopped_lease")
+        .first()
+    )
+    if stopped is None:
+        return
+    task_id, version_id, lease = stopped
+    delay = (lease - cutoff).total_seconds()
+    queue = compiled_version(version_id).tasks[task_id].queue
+    publish_now([TaskMessage(instance_id, try_number, queue, delay)])
+    log.info(
+        "task instance %s (try %s) waits up to %.0f s for its stopped attempt to end",
+        instance_id,
+        try_number,
+        delay,
+    )
 
 
 def _wait_for_slot(instance_id: int, try_number: int, worker: str) -> states.Claim | None:
@@ -184,8 +222,8 @@ def _hand_back(claim: states.Claim, compiled: CompiledDag) -> None:
     try:
         handed_back = wait_for_database(states.hand_back, claim)
         if not handed_back:  # moved on meanwhile: cancelled, given up, or repaired
-            held = wait_for_database(states.requeue_after_stop, claim.instance_id, claim.try_number)
-            republish(held)  # the message a repair held back for this attempt's end
+            # Stopped by a cancel, timeout or repair: its task's next attempt may start.
+            republish(wait_for_database(states.end_stop, claim.instance_id, claim.try_number))
             return
     except DATABASE_UNAVAILABLE:
         log.exception(

@@ -124,10 +124,11 @@ def _complete_in_transaction(
 
 
 def _ended_late(claim: Claim, result: ExecutionResult) -> None:
-    """The attempt ended after its instance was moved on: record it, and, when a repair
-    that stopped it queued its task again, send the message held back for this moment."""
+    """The attempt ended after its instance was moved on: record it, and, when a cancel,
+    timeout or repair stopped it, let the task's next attempt start (its messages were
+    refused while this one might still run)."""
     states.record_late_attempt(claim, **_record(result))
-    republish(states.requeue_after_stop(claim.instance_id, claim.try_number))
+    republish(states.end_stop(claim.instance_id, claim.try_number))
 
 
 def _finish(

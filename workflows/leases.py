@@ -20,12 +20,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from runs import states
+
+from .executors.fence import KILL_GRACE_SECS
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +174,14 @@ class LeaseKeeper:
                 extra=lease.log_fields,
             )
             lease.stop(Lease.LOST)
+
+
+def fence_grace() -> timedelta:
+    """How long after its lease expired an attempt may still be stopping itself: one
+    lease-keeping interval to notice, and the time to kill its process group. A lost
+    attempt is retried (workflows/reconciler.py), and a stopped one's task claimed again
+    (workflows/attempts.py), only once that has passed too."""
+    return timedelta(seconds=settings.FLOWFORGE_HEARTBEAT_SECS + KILL_GRACE_SECS)
 
 
 _keeper_instance: LeaseKeeper | None = None

@@ -35,7 +35,8 @@ from runs.trigger_rules import decide
 
 from .dispatch import complete_attempt
 from .executors import ExecutionResult
-from .executors.process import KILL_GRACE_SECS, kill_attempt_group
+from .executors.process import kill_attempt_group
+from .leases import fence_grace
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def fail_lost_attempts(now: datetime) -> int:
     process group has passed too; and on the host it ran on, whatever is left of its
     process group is killed here first.
     """
-    expired_before = now - _fence_grace()
+    expired_before = now - fence_grace()
     expired = TaskInstance.objects.filter(
         state=TaskState.RUNNING, lease_expires_at__lt=expired_before
     )
@@ -145,12 +146,6 @@ def fail_lost_attempts(now: datetime) -> int:
             )
             failed += 1
     return failed
-
-
-def _fence_grace() -> timedelta:
-    """How long after its lease expired a lost attempt may still be stopping itself: one
-    lease-keeping interval to notice, and the time to kill its process group."""
-    return timedelta(seconds=settings.FLOWFORGE_HEARTBEAT_SECS + KILL_GRACE_SECS)
 
 
 def queue_overdue_retries(now: datetime) -> int:

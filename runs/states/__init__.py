@@ -58,7 +58,7 @@ from .repairs import (
 )
 from .requeues import (
     Republish,
-    requeue_after_stop,
+    end_stop,
     requeue_overdue_retries,
     requeue_stale_queued,
 )
@@ -90,6 +90,7 @@ __all__ = [
     "claim",
     "clear_instance",
     "count_finished_tasks",
+    "end_stop",
     "create_run",
     "finish_drained_run",
     "finish_task",
@@ -106,7 +107,6 @@ __all__ = [
     "release_downstream",
     "renew_lease",
     "reopen_run",
-    "requeue_after_stop",
     "requeue_overdue_retries",
     "requeue_stale_queued",
     "set_latches",

@@ -83,8 +83,10 @@ CLAIM = transition("claim", "task", [TaskState.QUEUED], [TaskState.RUNNING])
 _CLAIM_MOVE = (
     "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number + 1,"
     " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
-    " worker = %(worker)s, next_retry_at = NULL, pgid = NULL, waiting_slot = %(no)s"
+    " worker = %(worker)s, next_retry_at = NULL, pgid = NULL, waiting_slot = %(no)s,"
+    " stopped_lease = NULL"
     f" WHERE id = %(id)s AND {CLAIM.guard()} AND try_number = %(try_number)s"
+    " AND (stopped_lease IS NULL OR stopped_lease < %(stops_over)s)"
     " RETURNING run_id, task_id, try_number, max_tries,"
     " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS version,"
     " (SELECT params FROM runs_dagrun WHERE runs_dagrun.id = run_id) AS params, pool"
@@ -100,11 +102,19 @@ _CLAIM = Statement(
 )
 
 
-def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Claim | None:
+def claim(
+    instance_id: int,
+    try_number: int,
+    worker: str,
+    lease_secs: int,
+    stops_over_before: datetime | None = None,
+) -> Claim | None:
     """queued -> running for the message that carries `try_number`, with a lease of
     `lease_secs` seconds, taking a slot of the run's max_active_tasks and of the task's
-    pool (runs/states/slots.py); None if another message or worker won. Raises
-    slots.NoSlot, changing nothing, when a slot is full."""
+    pool (runs/states/slots.py); None if another message or worker won, or while an
+    attempt stopped by a cancel, timeout or repair may still run (its `stopped_lease`
+    not before `stops_over_before`, default now). Raises slots.NoSlot, changing nothing,
+    when a slot is full."""
     started = timezone.now()
     params = {
         **CLAIM.params(),
@@ -115,6 +125,7 @@ def claim(instance_id: int, try_number: int, worker: str, lease_secs: int) -> Cl
         "id": instance_id,
         "try_number": try_number,
         "no": False,
+        "stops_over": ts(stops_over_before or started),
     }
     try:
         row = _claim_on_postgres(params) if on_postgres() else _claim_stepwise(params)
@@ -594,10 +605,13 @@ def cancel_instances(run_id: Any) -> Cancelled:
         return Cancelled(0, Counter())
     execute(
         "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
+        " stopped_lease = CASE WHEN state = %(running)s THEN lease_expires_at"
+        " ELSE stopped_lease END,"
         " lease_expires_at = NULL, next_retry_at = NULL, waiting_slot = %(no)s"
         f" WHERE {any_of('id', 'ids')}",
         {
             "target": TaskState.CANCELLED,
+            "running": TaskState.RUNNING,
             "now": now(),
             "no": False,
             "ids": id_list([row[0] for row in locked]),

@@ -59,16 +59,21 @@ def stop_attempt(run_id: Any, found: Found) -> bool:
     """queued | running | up_for_retry -> cancelled, guarded on the state and try number
     found; a running attempt's slots are given back, a waiting one's wait forgotten (the
     caller's transaction). The attempt's worker notices at its next lease renewal (it
-    matches no row), stops its process group and records the attempt as cancelled.
+    matches no row), stops its process group and records the attempt as cancelled; until
+    then the task's next attempt waits (`stopped_lease`, end_stop).
 
     Returns False when the row was no longer as found. Raises TransitionRefused when
     `found.state` is not one of STOP's sources.
     """
     if found.state not in STOP.sources:
         raise TransitionRefused(f"stop_attempt: a task cannot go from {found.state} to cancelled")
+    # A running attempt's lease is kept as the stop's: until it is over, or the attempt
+    # has ended, no new attempt of the task is claimed (instances.claim).
+    stopped_lease = "lease_expires_at" if found.state == TaskState.RUNNING else "stopped_lease"
     rows = execute(
         "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
-        " lease_expires_at = NULL, next_retry_at = NULL, waiting_slot = %(no)s"
+        f" stopped_lease = {stopped_lease}, lease_expires_at = NULL, next_retry_at = NULL,"
+        " waiting_slot = %(no)s"
         " WHERE id = %(id)s AND state = %(source)s AND try_number = %(try_number)s"
         " RETURNING id",
         {

@@ -1,6 +1,6 @@
 """Transitions that send the messages of queued instances again: the reconciler's, for
-messages a crash lost (workflows/reconciler.py), and a stopped attempt's, for the message
-a repair held back until it ended.
+messages a crash lost (workflows/reconciler.py), and a stopped attempt's end, for the
+messages refused while it might still run.
 
 Each finds work that a crash, a lost message or a dead worker left undone; each is
 guarded so that a repair racing a worker (or a second reconciler) happens once or not.
@@ -61,21 +61,19 @@ def requeue_stale_queued(instance_ids: Sequence[int], stale_before: datetime) ->
     )
 
 
-# Not a move either: a stopped attempt's instance, queued again, gets its message.
-AFTER_STOP = transition("requeue_after_stop", "task", [TaskState.QUEUED], [TaskState.QUEUED])
-
-
-def requeue_after_stop(instance_id: int, try_number: int) -> list[Republish]:
-    """The instance of an attempt that a repair stopped, queued again by it while the
-    attempt still ran: its message was held back so that the two never overlap (runs/
-    repair.py), and is sent now that the stopped attempt (at `try_number`) has ended.
-    Stamps it queued now; the caller republishes what this returns (nothing when the
-    instance has moved on: claimed, cancelled, finished)."""
-    return _republish(
-        "UPDATE runs_taskinstance SET queued_at = %(now)s"
-        f" WHERE id = %(id)s AND {AFTER_STOP.guard()} AND try_number = %(try_number)s",
-        {**AFTER_STOP.params(), "now": now(), "id": instance_id, "try_number": try_number},
+def end_stop(instance_id: int, try_number: int) -> list[Republish]:
+    """The attempt at `try_number` that a cancel, timeout or repair stopped has ended:
+    its task's next attempt may be claimed now. Returns the instance when it is queued,
+    for the caller to send its message again (claims refused meanwhile dropped theirs).
+    Not a move: the state stays as it is."""
+    rows = execute(
+        "UPDATE runs_taskinstance SET stopped_lease = NULL WHERE id = %(id)s"
+        " AND try_number = %(try_number)s AND stopped_lease IS NOT NULL"
+        " RETURNING id, try_number, task_id,"
+        " (SELECT dag_version_id FROM runs_dagrun WHERE runs_dagrun.id = run_id), state",
+        {"id": instance_id, "try_number": try_number},
     )
+    return [Republish(*row[:4]) for row in rows if row[4] == TaskState.QUEUED]
 
 
 REQUEUE_RETRY = transition(

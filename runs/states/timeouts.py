@@ -74,7 +74,8 @@ def time_out_running(run_id: Any, now: datetime) -> Cancelled:
         return Cancelled(0, Counter())
     execute(
         "UPDATE runs_taskinstance SET state = %(target)s, finished_at = %(now)s,"
-        " lease_expires_at = NULL, error = %(error)s WHERE " + any_of("id", "ids"),
+        " stopped_lease = lease_expires_at, lease_expires_at = NULL, error = %(error)s"
+        " WHERE " + any_of("id", "ids"),
         {
             "target": TaskState.FAILED,
             "now": ts(now),

@@ -114,7 +114,6 @@ TASK_DRIVERS: dict[str, Callable[[TaskInstance, str], object]] = {
         ti.id, ti.state, ti.try_number, target, "marked by hand"
     ),
     "republish": lambda ti, target: states.requeue_stale_queued([ti.id], timezone.now()),
-    "requeue_after_stop": lambda ti, target: states.requeue_after_stop(ti.id, ti.try_number),
     "requeue_overdue_retry": lambda ti, target: states.requeue_overdue_retries(
         [ti.id], timezone.now()
     ),
@@ -218,6 +217,26 @@ def test_repair_statements_are_guarded_on_the_state_and_try_their_caller_saw(dag
     )
     assert TaskInstance.objects.get(id=row.id).state == TaskState.SKIPPED
     assert TaskInstance.objects.get(id=running.id).state == TaskState.RUNNING
+
+
+def test_no_attempt_is_claimed_while_a_stopped_one_may_still_run(dag):
+    row = _task_row(dag, TaskState.RUNNING)
+    lease = timezone.now() + LONG_AGO
+    TaskInstance.objects.filter(id=row.id).update(lease_expires_at=lease)
+    assert states.cancel_instances(row.run_id).instances == 2
+    stopped = TaskInstance.objects.get(id=row.id)
+    assert stopped.stopped_lease == lease
+    TaskInstance.objects.filter(id=row.id).update(state=TaskState.QUEUED)  # as a rerun would
+
+    assert states.claim(row.id, 1, "w@host", 60) is None
+    assert states.claim(row.id, 1, "w@host", 60, stops_over_before=lease + LONG_AGO)
+
+    TaskInstance.objects.filter(id=row.id).update(
+        state=TaskState.QUEUED, try_number=1, stopped_lease=lease
+    )
+    assert [r.instance_id for r in states.end_stop(row.id, 1)] == [row.id]
+    assert states.end_stop(row.id, 1) == []  # once
+    assert states.claim(row.id, 1, "w@host", 60) is not None
 
 
 def test_a_decision_made_on_a_latch_that_changed_since_moves_nothing(dag):

@@ -243,6 +243,39 @@ def test_rerun_of_a_running_run_is_refused_and_changes_nothing():
     assert TaskInstance.objects.get(run=run).state == TaskState.RUNNING
 
 
+def test_a_rerun_right_after_a_cancel_waits_for_the_stopped_attempt_to_end(tmp_path):
+    marker = tmp_path / "started"
+    run = trigger_run(
+        submit(
+            f"""
+id: cancelled-mid-sleep
+tasks:
+  - id: nap
+    command: "if [ -f {marker} ]; then echo second; else touch {marker}; sleep 60; fi"
+"""
+        )
+    )
+    first = wait_for(
+        lambda: TaskInstance.objects.filter(run=run, state="running").exclude(pgid=None).first(),
+        message="nap to run with its process group recorded",
+    )
+    services.cancel_run(run)
+    repair.rerun(run.id)  # at once: the stopped attempt is still running
+
+    run = wait_for_run(run.id)
+    nap = run.task_instances.get()
+    assert (run.state, nap.state, nap.try_number, nap.stopped_lease) == (
+        "success",
+        "success",
+        2,
+        None,
+    )
+    assert not process_group_alive(first.pgid)
+    stopped, second = nap.attempts.order_by("try_number")
+    assert (stopped.state, second.state) == ("cancelled", "success")
+    assert second.started_at >= stopped.finished_at
+
+
 def test_rerun_after_a_cancel_counts_the_cancelled_task_afresh_on_its_downstream(tmp_path):
     """c (one_success) ran once p1 succeeded; the cancel stopped p2 without releasing
     it on c's latch. The rerun sets c's latch from its upstream tasks as they are."""
