@@ -46,9 +46,22 @@ class RepairInline(ReadOnlyInline, admin.TabularInline):
     """The run's audit trail of repairs: who did what, and when."""
 
     model = Repair
-    fields = ("at", "by", "action", "task_id", "details", "tasks")
+    fields = ("at", "by", "action", "task_id", "what", "changed")
     readonly_fields = fields
     verbose_name_plural = "repairs (who repaired this run, and how)"
+
+    @admin.display(description="details")
+    def what(self, repair: Repair) -> str:
+        details = repair.details or {}
+        if "was" in details:
+            return f"{details.get('state')} (was {details['was']})"
+        if "downstream" in details:
+            return "with its downstream" if details["downstream"] else "this task only"
+        return "-"
+
+    @admin.display(description="tasks changed")
+    def changed(self, repair: Repair) -> str:
+        return ", ".join(repair.tasks) or "-"
 
 
 @admin.register(DagRun)

@@ -299,6 +299,7 @@ def test_mark_success_then_rerun_from_the_admin_are_kept_on_the_runs_page(admin_
     trail = [(r.action, r.task_id, r.by) for r in run.repairs.all()]
     assert trail == [("mark", "extract", "admin")]
     assert "Repairs (who repaired this run, and how)" in page.content.decode()
+    assert "success (was failed)" in page.content.decode()
 
 
 def test_clear_alone_from_the_admin_leaves_the_downstream_as_it_was(admin_client):
