@@ -103,6 +103,10 @@ class TaskInstance(models.Model):
     # process may run on until its worker notices, at the latest until this lease (and
     # the time to kill it) is over. No new attempt is claimed before (workflows/attempts.py).
     stopped_lease = models.DateTimeField(null=True, blank=True)
+    # The running attempt's output so far (stdout and stderr as they came, the last
+    # LIVE_OUTPUT_CHARS characters), written with each lease renewal: the task page's
+    # live tail. The attempt's row keeps the whole tails once it ends.
+    live_output = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["id"]

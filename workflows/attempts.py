@@ -31,6 +31,7 @@ from runs.services import republish
 from . import shutdown
 from .dispatch import complete_attempt
 from .executors import AttemptContext, ExecutionResult, execute
+from .executors.live import LiveOutput
 from .executors.python import stop_running_callable
 from .leases import Lease, fence_grace
 
@@ -73,16 +74,19 @@ def run_attempt(instance_id: int, try_number: int, worker: str) -> ExecutionResu
             try_number=claim.try_number,
             dags_folder=str(settings.FLOWFORGE_DAGS_FOLDER),
         )
+        live = LiveOutput()
         lease = Lease(
             claim.instance_id,
             claim.try_number,
             shutdown.grace_over,
             stop_running_callable,
             log_fields=claim.log_fields(compiled.dag_id),
+            live_output=live,
         )
         with lease:
             context.should_cancel = lease.should_stop
             context.on_process_group = lease.set_process_group
+            context.live_output = live
             result = execute(context)
         stopped_by = lease.stop_reason() if result.cancelled else None
         if stopped_by == Lease.SHUTDOWN:

@@ -29,6 +29,7 @@ from django.utils import timezone
 from runs import states
 
 from .executors.fence import KILL_GRACE_SECS
+from .executors.live import LiveOutput
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Lease:
         is_shutting_down: Callable[[], bool],
         on_stop: Callable[[], object] | None = None,
         log_fields: dict | None = None,
+        live_output: LiveOutput | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.try_number = try_number
@@ -61,6 +63,7 @@ class Lease:
         self.pgid: int | None = None  # the attempt's process group, once it runs one
         self._is_shutting_down = is_shutting_down
         self._on_stop = on_stop
+        self._live_output = live_output  # the attempt's output so far, sent with renewals
 
     def __enter__(self) -> Lease:
         _keeper().track(self)
@@ -99,7 +102,8 @@ class Lease:
         when the database could not be reached (the lease stays as it was)."""
         lease = timezone.now() + timezone.timedelta(seconds=settings.FLOWFORGE_LEASE_SECS)
         try:
-            return states.renew_lease(self.instance_id, self.try_number, lease, self.pgid)
+            live = self._live_output.take() if self._live_output is not None else None
+            return states.renew_lease(self.instance_id, self.try_number, lease, self.pgid, live)
         except DatabaseError:  # the database is away: keep running, try again next beat
             log.warning(
                 "could not renew the lease of task instance %s",

@@ -84,7 +84,7 @@ _CLAIM_MOVE = (
     "UPDATE runs_taskinstance SET state = %(target)s, try_number = try_number + 1,"
     " started_at = %(now)s, finished_at = NULL, lease_expires_at = %(lease)s,"
     " worker = %(worker)s, next_retry_at = NULL, pgid = NULL, waiting_slot = %(no)s,"
-    " stopped_lease = NULL"
+    " stopped_lease = NULL, live_output = ''"
     f" WHERE id = %(id)s AND {CLAIM.guard()} AND try_number = %(try_number)s"
     " AND (stopped_lease IS NULL OR stopped_lease < %(stops_over)s)"
     " RETURNING run_id, task_id, try_number, max_tries,"

@@ -16,16 +16,25 @@ from .sql import execute, read_datetime, ts
 LEASE = transition("lease", "task", [TaskState.RUNNING], [TaskState.RUNNING])
 
 
-def renew_lease(instance_id: int, try_number: int, expires_at: datetime, pgid: int | None) -> bool:
+def renew_lease(
+    instance_id: int,
+    try_number: int,
+    expires_at: datetime,
+    pgid: int | None,
+    live_output: str | None = None,
+) -> bool:
     """Push the lease of a running attempt to `expires_at`, recording `pgid`, the process
-    group it runs (None: none yet). False when the attempt is no longer running."""
+    group it runs (None: none yet), and `live_output`, its output so far (None: unchanged
+    since the last renewal). False when the attempt is no longer running."""
     rows = execute(
-        "UPDATE runs_taskinstance SET lease_expires_at = %(expires_at)s, pgid = %(pgid)s"
+        "UPDATE runs_taskinstance SET lease_expires_at = %(expires_at)s, pgid = %(pgid)s,"
+        " live_output = COALESCE(%(live_output)s, live_output)"
         f" WHERE id = %(id)s AND try_number = %(try_number)s AND {LEASE.guard()} RETURNING id",
         {
             **LEASE.params(),
             "expires_at": ts(expires_at),
             "pgid": pgid,
+            "live_output": live_output,
             "id": instance_id,
             "try_number": try_number,
         },

@@ -13,6 +13,8 @@ from typing import Any
 
 from dags.dag_spec import TaskSpec
 
+from .live import LiveOutput
+
 TAIL_CHARS = 16_000
 
 
@@ -29,6 +31,8 @@ class AttemptContext:
     dags_folder: str | None = None
     # Told the process group of the attempt's command or script once it runs.
     on_process_group: Callable[[int], None] | None = None
+    # Where its output goes as it comes (both streams), for the live tail; None: nowhere.
+    live_output: LiveOutput | None = None
 
 
 @dataclass

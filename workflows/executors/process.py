@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
 from .fence import KILL_GRACE_SECS, Fence
+from .live import LiveOutput
 
 # Kills this process's attempt groups should this process die (see fence.py).
 FENCE = Fence()
@@ -65,8 +66,11 @@ class _StreamTail:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.tail = TailBuffer()
 
-    def feed(self, data: bytes) -> None:
-        self.tail.write(self._decoder.decode(data))
+    def feed(self, data: bytes) -> str:
+        """Take `data` in; returns the text it decoded to."""
+        text = self._decoder.decode(data)
+        self.tail.write(text)
+        return text
 
     def finish(self) -> str:
         self.tail.write(self._decoder.decode(b"", final=True))
@@ -159,9 +163,10 @@ def _open_pidfd(pid: int) -> int | None:
 class _GroupSupervisor:
     """Watches one process group: reads its output, notices the leader's exit, kills the group."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen, live: LiveOutput | None = None) -> None:
         assert proc.stdout is not None and proc.stderr is not None  # run with PIPEs
         self.proc = proc
+        self.live = live
         self.stdout, self.stderr = proc.stdout, proc.stderr
         self.streams = {self.stdout.fileno(): _StreamTail(), self.stderr.fileno(): _StreamTail()}
         self.selector = selectors.DefaultSelector()
@@ -247,7 +252,9 @@ class _GroupSupervisor:
                 continue
             data = os.read(key.fd, READ_CHUNK)
             if data:
-                self.streams[key.fd].feed(data)
+                text = self.streams[key.fd].feed(data)
+                if self.live is not None:
+                    self.live.write(text)
             else:
                 self.selector.unregister(key.fd)
 
@@ -260,11 +267,12 @@ def run_process(
     timeout_secs: float | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_start: Callable[[int], None] | None = None,
+    live: LiveOutput | None = None,
 ) -> ProcessOutcome:
     """Runs argv in a new session and waits for it; raises OSError only if it cannot start.
 
     The session's process group dies with this process (fence.py); `on_start` is told its
-    id (the leader's pid) as soon as it runs.
+    id (the leader's pid) as soon as it runs; `live` gets its output as it comes.
     """
     proc = subprocess.Popen(
         argv,
@@ -278,13 +286,16 @@ def run_process(
     with FENCE.guard(proc.pid):
         if on_start is not None:
             on_start(proc.pid)
-        return _supervise(proc, timeout_secs, should_cancel)
+        return _supervise(proc, timeout_secs, should_cancel, live)
 
 
 def _supervise(
-    proc: subprocess.Popen, timeout_secs: float | None, should_cancel: Callable[[], bool] | None
+    proc: subprocess.Popen,
+    timeout_secs: float | None,
+    should_cancel: Callable[[], bool] | None,
+    live: LiveOutput | None = None,
 ) -> ProcessOutcome:
-    supervisor = _GroupSupervisor(proc)
+    supervisor = _GroupSupervisor(proc, live)
     deadline = time.monotonic() + timeout_secs if timeout_secs else None
     stopped_by = None
     try:
@@ -340,6 +351,7 @@ def run_attempt(
             timeout_secs=timeout_secs,
             should_cancel=ctx.should_cancel,
             on_start=ctx.on_process_group,
+            live=ctx.live_output,
         )
     except OSError as exc:
         return ExecutionResult(succeeded=False, error=f"could not start {what}: {exc}")

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import inspect
+import io
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import TAIL_CHARS, AttemptContext, ExecutionResult, format_seconds
+from .live import Tee
 from .process import TailBuffer, attempt_env, run_attempt
 
 
@@ -86,13 +88,16 @@ def run_callable(ctx: AttemptContext) -> ExecutionResult:
         )
     kwargs = _keyword_arguments(ctx, _names_accepted_by(func))
     stdout, stderr = TailBuffer(), TailBuffer()
+    outs: tuple[io.TextIOBase, io.TextIOBase] = (stdout, stderr)
+    if ctx.live_output is not None:
+        outs = (Tee(stdout, ctx.live_output), Tee(stderr, ctx.live_output))
     timeout_secs = ctx.task.timeout_secs
     result = ExecutionResult(succeeded=False)
     value = _UNSET
     try:
         with (
-            contextlib.redirect_stdout(stdout),
-            contextlib.redirect_stderr(stderr),
+            contextlib.redirect_stdout(outs[0]),
+            contextlib.redirect_stderr(outs[1]),
             _time_limit(timeout_secs),
             _stoppable_scope(ctx.should_cancel),
         ):

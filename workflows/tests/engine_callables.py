@@ -37,3 +37,13 @@ def append_line(ledger: str) -> int:
     with open(ledger, "a", encoding="utf-8") as out:
         out.write("line\n")
     return 1
+
+
+def talk_then_wait() -> None:
+    """Prints, then waits until stopped: its output must show while it runs."""
+    import sys
+    import time
+
+    print("starting", flush=True)
+    print("warming up", file=sys.stderr, flush=True)
+    time.sleep(60)
