@@ -3,6 +3,7 @@
 import pytest
 
 from testkit.engine import WorkerProcess, database_url
+from testkit.web import serve
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,15 @@ def launch_worker(django_db_setup, django_db_blocker):
     yield launch
     for process in launched:
         process.kill()
+
+
+@pytest.fixture(scope="session")
+def web_server(worker, django_db_setup, django_db_blocker):
+    """A gunicorn process (2 workers) serving FlowForge on this session's test database
+    and broker, beside the session's worker: its base URL."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        url = database_url(connection.settings_dict)
+    with serve(url) as base_url:
+        yield base_url

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from runs.roles import ensure_roles
-from testkit.engine import ROOT, database_url, wait_for
+from testkit.engine import ROOT, wait_for
+from testkit.web import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,50 +46,10 @@ tasks:
 DEACTIVATED = "deactivated (no new runs; its history is kept; submit it again to reactivate)"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture(scope="session")
-def api_url(worker, django_db_setup, django_db_blocker):
-    """A gunicorn process serving the API on this session's test database and broker."""
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        db_url = database_url(connection.settings_dict)
-    env = {**os.environ, "DATABASE_URL": db_url}
-    env.pop("FLOWFORGE_TEST_DB_NAME", None)
-    url = f"http://127.0.0.1:{free_port()}"
-    log = Path(tempfile.mkdtemp(prefix="ffweb-")) / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "flowforge.wsgi"]
-    command += ["-b", url.removeprefix("http://"), "-w", "2", "--timeout", "60"]
-    with open(log, "ab") as out:
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def up() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {server.returncode}:\n{log.read_text()}")
-        return healthy(url)
-
-    wait_for(up, timeout=60, interval=0.2, message=f"gunicorn at {url}")
-    yield url
-    server.send_signal(signal.SIGTERM)  # gunicorn's graceful stop of its workers
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
+def api_url(web_server) -> str:
+    """The session's gunicorn (conftest.py), serving the API."""
+    return web_server
 
 
 @pytest.fixture
