@@ -27,6 +27,7 @@ BENCHMARKS = {
     "scale_out": "bench.scale_out",
     "load_jobs": "bench.load_jobs",
     "slot_cost": "bench.slot_cost",
+    "pages": "bench.pages",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

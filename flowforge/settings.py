@@ -64,11 +64,20 @@ INSTALLED_APPS = [
     "dags",
     "runs",
     "workflows",
+    "dashboard",
 ]
+
+# The dashboard's login (CONTRACT section 10): anonymous pages redirect here.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The dashboard's big pages (a 1,000-task grid is MBs of repetitive HTML). Django's
+    # gzip pads its output against BREACH, and CSRF tokens are masked per response.
+    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

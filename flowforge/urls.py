@@ -1,7 +1,8 @@
 """Top-level URL map. API paths answer with and without a trailing slash, no redirect."""
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -36,8 +37,8 @@ def api(pattern: str, view, name: str):
 
 
 urlpatterns = [
-    # Where a person starts: the admin, until the dashboard (CONTRACT section 10) exists.
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("favicon.ico", RedirectView.as_view(url="/static/flowforge/favicon.svg")),
     path("admin/", admin.site.urls),
     re_path(r"^health/?$", health, name="health"),
@@ -73,6 +74,8 @@ urlpatterns = [
     api(rf"jobs/(?P<pk>{ID})", JobDetail.as_view(), "job-detail"),
     api("workflows", WorkflowCreate.as_view(), "workflow-create"),
     api(rf"workflows/(?P<pk>{ID})", WorkflowDetail.as_view(), "workflow-detail"),
+    # The dashboard (CONTRACT section 10) last: `/` is its DAG list.
+    path("", include("dashboard.urls")),
 ]
 
 handler404 = "flowforge.errors.not_found"

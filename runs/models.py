@@ -37,6 +37,10 @@ class DagRun(models.Model):
         indexes = [
             models.Index(fields=["state", "-created_at"], name="run_state_created"),
             models.Index(fields=["dag", "state"], name="run_dag_state"),
+            # A DAG's newest runs: the dashboard's last-run marks and grid.
+            models.Index(fields=["dag", "-created_at"], name="run_dag_newest"),
+            # The run list, newest first, paged by (created_at, id).
+            models.Index(fields=["-created_at", "-id"], name="run_newest"),
             models.Index(
                 fields=["deadline_at"], condition=models.Q(state="running"), name="run_deadline"
             ),
@@ -204,6 +208,8 @@ class TaskAttempt(models.Model):
                 fields=["task_instance", "try_number"], name="attempt_unique_try"
             ),
         ]
+        # The status page's last hour (failure rate, mean duration): a range on it.
+        indexes = [models.Index(fields=["finished_at"], name="attempt_finished")]
 
     def __str__(self) -> str:
         instance = self.task_instance
@@ -233,6 +239,8 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The dead-letter lists (API and dashboard), newest first, a page at a time.
+        indexes = [models.Index(fields=["-created_at", "-id"], name="dead_letter_newest")]
 
     def __str__(self) -> str:
         return f"{self.dag_id}/{self.task_id} after {self.attempts} attempts"

@@ -50,9 +50,11 @@ def test_every_static_file_a_page_names_is_served_by_the_web_process(page):
 
 
 @pytest.mark.django_db
-def test_the_root_leads_to_the_admin(client):
+def test_the_root_is_the_dashboard_behind_a_login(client):
     response = client.get("/")
-    assert (response.status_code, response["Location"]) == (302, "/admin/")
+    assert (response.status_code, response["Location"]) == (302, "/login/?next=/")
+    page = client.get("/login/")
+    assert page.status_code == 200 and b'name="password"' in page.content
 
 
 @pytest.mark.django_db
