@@ -9,9 +9,7 @@ loop (25,000 cells for a 1,000-task DAG).
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -31,21 +29,20 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from dags import boundary
 from dags.compiled import CompiledDag, compiled_version
-from dags.dag_spec import DagSpec
-from dags.models import Dag, DagVersion
+from dags.models import Dag
 from runs import scheduler
 from runs.models import DagRun, TaskInstance
 from runs.states import TaskState
 
 from .graph import layout, render_svg
+from .params_form import param_fields
+from .versions import version_diff, versions
 
 LAST_RUNS = 10  # marks per DAG on the list page
 GRID_RUNS = 25  # columns of the DAG page's grid
 PAGE_SIZE = 50  # DAGs per list page
 NO_STATE = "none"  # a task without an instance (no run yet, or not in that run's version)
-PARAM_PREFIX = "param:"  # the trigger form's input of param NAME is "param:NAME"
 STATUSES = {"all": "Active and paused", "active": "Active (unpaused)", "paused": "Paused"}
 
 
@@ -332,119 +329,6 @@ def wanted_pause(form: QueryDict, dag: Dag) -> bool:
 
 
 # --- versions -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VersionDiff:
-    """A unified diff of two versions' YAML source: (kind, line) pairs, kind one of
-    "file", "hunk", "add", "del", "same"; no lines when the sources are equal."""
-
-    from_version: int
-    to_version: int
-    lines: list[tuple[str, str]]
-
-
-def versions(dag: Dag) -> list[tuple[int, datetime]]:
-    """(version, created_at) of every version of the DAG, newest first: one query."""
-    return list(
-        DagVersion.objects.filter(dag=dag).order_by("-version").values_list("version", "created_at")
-    )
-
-
-def version_diff(dag: Dag, numbers: list[int], query: QueryDict) -> VersionDiff | None:
-    """The diff between versions `?from=` and `?to=` (default: the two newest of
-    `numbers`, newest first); None when there is one version. One query."""
-    if len(numbers) < 2:
-        return None
-    old = _chosen_version(query.get("from"), numbers, default=numbers[1])
-    new = _chosen_version(query.get("to"), numbers, default=numbers[0])
-    sources = dict(
-        DagVersion.objects.filter(dag=dag, version__in={old, new})
-        .order_by()
-        .values_list("version", "source")
-    )
-    lines = difflib.unified_diff(
-        sources[old].splitlines(),
-        sources[new].splitlines(),
-        fromfile=f"version {old}",
-        tofile=f"version {new}",
-        lineterm="",
-    )
-    return VersionDiff(old, new, [(_diff_kind(line), line) for line in lines])
-
-
-def _chosen_version(text: str | None, numbers: list[int], default: int) -> int:
-    """The version a GET param names, or `default` when it names none that exists."""
-    try:
-        number = int(text or "")
-    except ValueError:
-        return default
-    return number if number in numbers else default
-
-
-def _diff_kind(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return "file"
-    return {"@": "hunk", "+": "add", "-": "del"}.get(line[:1], "same")
-
-
-# --- trigger and backfill -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParamField:
-    """One input of the trigger form: `name` is the param, `value` its default as the
-    form shows it (read back by parse_param_value), `description` from a typed param."""
-
-    name: str
-    value: str
-    description: str = ""
-
-    @property
-    def input_name(self) -> str:
-        return PARAM_PREFIX + self.name
-
-
-def param_fields(spec: DagSpec) -> list[ParamField]:
-    """One field per param of the DAG, in file order, prefilled with its default."""
-    fields = []
-    for name, declared in spec.params.items():
-        # A mapping with `default` or `type` is a typed param (CONTRACT section 8).
-        typed = isinstance(declared, Mapping) and ("default" in declared or "type" in declared)
-        default = declared.get("default") if typed else declared
-        description = str(declared.get("description", "")) if typed else ""
-        fields.append(ParamField(name, _form_text(default), description))
-    return fields
-
-
-def _form_text(value: Any) -> str:
-    """`value` as text that parse_param_value() reads back as `value`: a string as it is
-    unless it would read as JSON ("3" becomes "\"3\""), anything else as JSON."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value)
-
-
-def parse_param_value(text: str) -> Any:
-    """A param as typed in the form, the CLI's `--param` rule: JSON when it parses (3,
-    true, [1,2]), else the text. Raises boundary.LimitExceeded for JSON nested too deep."""
-    boundary.check_json_depth(text.encode("utf-8", "surrogatepass"))
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def params_from_form(spec: DagSpec, form: QueryDict) -> dict[str, Any]:
-    """The params a trigger form posted: those of the DAG's params it holds, parsed."""
-    return {
-        name: parse_param_value(form[PARAM_PREFIX + name])
-        for name in spec.params
-        if PARAM_PREFIX + name in form
-    }
 
 
 def backfill(dag: Dag, start: str, end: str) -> str:

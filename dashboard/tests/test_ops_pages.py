@@ -16,7 +16,16 @@ from dashboard import ops_pages
 from runs.models import DagRun, DeadLetter, TaskAttempt, TaskInstance, WorkerHeartbeat
 from runs.roles import ensure_roles
 from runs.states import TaskState
-from runs.tests.test_admin import failed_run
+from runs.tests.test_admin import CHAIN
+from runs.tests.test_admin import failed_run as failed_run_of
+
+# Parked on a queue nobody consumes: a retried task stays queued, whatever workers
+# other tests of the session started.
+PARKED = CHAIN.replace("command: echo e}", "command: echo e, queue: nobody-listens}")
+
+
+def failed_run():
+    return failed_run_of(PARKED)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

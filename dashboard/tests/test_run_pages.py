@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from dags.models import Dag
-from dashboard import run_pages
+from dashboard import gantt, run_pages
 from runs import repair, services
 from runs.enums import RunState, TaskState
 from runs.models import DagRun, Repair, TaskAttempt, TaskInstance
@@ -485,18 +485,18 @@ def test_query_counts_stay_fixed_as_tasks_attempts_and_runs_grow(operator):
     [(None, ""), (0.04, "0.0 s"), (4.25, "4.2 s"), (185, "3 m 05 s"), (7380, "2 h 03 m")],
 )
 def test_durations_read_as_people_say_them(seconds, shown):
-    assert run_pages.format_duration(seconds) == shown
+    assert gantt.format_duration(seconds) == shown
 
 
 def test_gantt_places_spans_on_one_axis_and_a_running_one_ends_now():
     t0 = timezone.now()
     at = [t0 + timedelta(seconds=s) for s in range(0, 101)]
     spans = [
-        run_pages.Span("wait", "queued", 1, at[0], at[10]),
-        run_pages.Span("run", "failed", 1, at[10], at[30]),
-        run_pages.Span("run", "running", 2, at[50], None),
+        gantt.Span("wait", "queued", 1, at[0], at[10]),
+        gantt.Span("run", "failed", 1, at[10], at[30]),
+        gantt.Span("run", "running", 2, at[50], None),
     ]
-    chart = run_pages.gantt([("a", "/a", spans), ("b", "/b", [])], now=at[100])
+    chart = gantt.gantt([("a", "/a", spans), ("b", "/b", [])], now=at[100])
     assert chart.start == t0 and chart.seconds == 100
     assert [(bar.kind, bar.left, bar.width) for bar in chart.rows[0].bars] == [
         ("wait", 0, 10),
@@ -504,10 +504,10 @@ def test_gantt_places_spans_on_one_axis_and_a_running_one_ends_now():
         ("run", 50, 50),
     ]
     assert chart.rows[1].bars == [] and chart.ticks[-1] == (100, "+1 m 40 s")
-    blip = run_pages.Span("run", "success", 1, at[100], at[100])
-    (bar,) = run_pages.gantt([("a", "/a", spans), ("c", "/c", [blip])], at[100]).rows[1].bars
-    assert (bar.left, bar.width) == (100 - run_pages.MIN_BAR_PERCENT, run_pages.MIN_BAR_PERCENT)
-    assert run_pages.gantt([("a", "/a", [])], at[0]).start is None
+    blip = gantt.Span("run", "success", 1, at[100], at[100])
+    (bar,) = gantt.gantt([("a", "/a", spans), ("c", "/c", [blip])], at[100]).rows[1].bars
+    assert (bar.left, bar.width) == (100 - gantt.MIN_BAR_PERCENT, gantt.MIN_BAR_PERCENT)
+    assert gantt.gantt([("a", "/a", [])], at[0]).start is None
 
 
 def test_a_mangled_page_cursor_reads_as_the_first_page():

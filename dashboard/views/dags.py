@@ -15,7 +15,7 @@ from dags.services import set_paused
 from runs import scheduler
 from runs.services import TriggerError, trigger_run
 
-from .. import dag_pages
+from .. import dag_pages, params_form
 from ..access import PAUSE, TRIGGER, action, page
 
 
@@ -49,7 +49,7 @@ def trigger(request: HttpRequest, dag_id: str) -> HttpResponse:
     """A run with the form's params; to its page, or back with the reason it failed."""
     dag = dag_pages.get_dag(dag_id)
     try:
-        params = dag_pages.params_from_form(dag_pages.compiled(dag).spec, request.POST)
+        params = params_form.params_from_form(dag_pages.compiled(dag).spec, request.POST)
         run = trigger_run(dag, params=params, triggered_by="dashboard")
     except (boundary.LimitExceeded, TriggerError) as exc:
         messages.error(request, f"DAG {dag.dag_id}: no run triggered: {exc}")
