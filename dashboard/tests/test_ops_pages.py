@@ -27,6 +27,7 @@ PARKED = CHAIN.replace("command: echo e}", "command: echo e, queue: nobody-liste
 def failed_run():
     return failed_run_of(PARKED)
 
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DLQ, WORKERS, STATUS = "/dlq/", "/workers/", "/status/"
