@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 
+from dags.models import Dag
 from runs.models import DagRun, DeadLetter, TaskInstance
 from runs.roles import ensure_roles
 from runs.services import cancel_run
@@ -215,3 +216,45 @@ def test_trigger_watch_repair_and_retry_as_an_admin_then_look_as_a_viewer(browse
         assert buttons.count() == 0, (path, buttons.all_inner_texts())
     shot(viewer, "run-as-viewer")
     print(json.dumps(sorted(p.name for p in SCREENSHOTS.glob("*.png"))))
+
+
+NIGHTLY = """
+id: nightly
+schedule: "0 3 * * *"
+catchup: false
+tasks:
+  - {id: extract, command: "true", queue: nobody-listens}
+  - {id: load, command: "true", depends_on: [extract], queue: nobody-listens}
+"""
+
+
+def test_pause_backfill_cancel_and_rerun_buttons(browser, web_server):
+    operator = user("admin")
+    submit(web_server, operator, NIGHTLY)
+    page = logged_in(browser, web_server, operator)
+    page.on("dialog", lambda dialog: dialog.accept())  # "Cancel this run?"
+
+    page.goto(f"{web_server}/")
+    page.click("form[action='/dags/nightly/pause'] button[data-action=pause]")
+    page.wait_for_selector("form[action='/dags/nightly/pause'] button[data-action=unpause]")
+    assert Dag.objects.get(dag_id="nightly").is_paused
+    page.click("form[action='/dags/nightly/pause'] button[data-action=unpause]")
+    page.wait_for_selector("form[action='/dags/nightly/pause'] button[data-action=pause]")
+
+    page.goto(f"{web_server}/dags/nightly/")
+    page.fill("form.backfill input[name=start]", "2026-11-01T00:00")
+    page.fill("form.backfill input[name=end]", "2026-11-03T00:00")
+    page.click("form.backfill button[type=submit]")
+    page.wait_for_selector(".messages li")
+    backfilled = DagRun.objects.filter(dag__dag_id="nightly", triggered_by="backfill")
+    assert backfilled.count() == 2
+    cells = page.locator("[data-run-id][data-task-id][data-state]")
+    assert cells.count() == 4  # 2 runs × 2 tasks, each cell with its ids and state
+
+    run = backfilled.order_by("logical_date").first()
+    page.goto(f"{web_server}/runs/{run.id}/")
+    page.click("form[action$='/cancel'] button")
+    page.wait_for_selector("#run-state[data-run-state=cancelled]")
+    page.click("form[action$='/rerun'] button")
+    page.wait_for_selector("#run-state[data-run-state=running]")
+    assert [r.action for r in DagRun.objects.get(id=run.id).repairs.all()] == ["rerun"]
