@@ -26,6 +26,8 @@ class Sizes:
     scale_procs: tuple[int, ...] = (1, 2, 4)  # worker processes per scale-out point
     jobs: int = 1000  # jobs of the load test
     job_workers: int = 2  # worker processes of the load test (celery worker -c 1 each)
+    page_tasks: int = 1000  # tasks of the DAG whose dashboard pages are timed
+    page_runs: int = 100_000  # runs stored when the run list is timed
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -38,6 +40,8 @@ class Sizes:
             api_requests=300,
             scale_tasks=1000,
             jobs=200,
+            page_tasks=100,
+            page_runs=2000,
         )
 
     def as_dict(self) -> dict:

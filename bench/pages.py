@@ -24,28 +24,27 @@ from .workloads import fan_out_spec, submit
 
 NAME = "pages"
 TITLE = "Dashboard pages at size"
-TASKS = 1000
-RUNS_STORED = 100_000
 SAMPLES = 20  # requests per page and repetition; the median is the figure
 
 
 def run(ctx: Context) -> BenchResult:
+    tasks, stored = ctx.sizes.page_tasks, ctx.sizes.page_runs
     result = BenchResult(
         NAME,
         TITLE,
         f"gunicorn (2 sync workers); one logged-in client asks each page {SAMPLES} times a "
-        f"repetition, the median is the figure. A {TASKS}-task fan-out DAG with 25 runs "
-        f"(the grid's width), and {RUNS_STORED:,} runs stored in all. Baseline: GET /health "
+        f"repetition, the median is the figure. A {tasks:,}-task fan-out DAG with 25 runs "
+        f"(the grid's width), and {stored:,} runs stored in all. Baseline: GET /health "
         "on the same server. Goal: each page under 500 ms.",
     )
-    dag = submit(fan_out_spec("bench-pages", TASKS, queue="nobody-listens"))
+    dag = submit(fan_out_spec("bench-pages", tasks, queue="nobody-listens"))
     runs = [trigger_run(dag, triggered_by="bench") for _ in range(25)]
-    _store_runs(dag, RUNS_STORED - len(runs), runs[0])
-    ctx.log(f"pages: {TASKS}-task DAG, {RUNS_STORED:,} runs stored")
+    _store_runs(dag, stored - len(runs), runs[0])
+    ctx.log(f"pages: {tasks:,}-task DAG, {stored:,} runs stored")
     pages = {
-        "DAG page, 1,000 tasks × 25 runs": f"/dags/{dag.dag_id}/",
-        "run page, 1,000 tasks": f"/runs/{runs[-1].id}/",
-        "run list, 100,000 runs stored": "/runs/",
+        f"DAG page, {tasks:,} tasks × 25 runs": f"/dags/{dag.dag_id}/",
+        f"run page, {tasks:,} tasks": f"/runs/{runs[-1].id}/",
+        f"run list, {stored:,} runs stored": "/runs/",
     }
     server = Gunicorn(ctx.env).start()
     with running(server):

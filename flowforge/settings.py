@@ -75,9 +75,6 @@ LOGOUT_REDIRECT_URL = "/login/"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # The dashboard's big pages (a 1,000-task grid is MBs of repetitive HTML). Django's
-    # gzip pads its output against BREACH, and CSRF tokens are masked per response.
-    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -300,6 +297,11 @@ CACHES = {
 APPEND_SLASH = False  # API paths answer with and without a trailing slash, no redirects
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+# json: one JSON object a line (what log shippers read); text: lines for a person.
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "text"))
+# A worker on a host without the web process serves its own /metrics on this port
+# (CONTRACT section 11); 0: none (its metrics reach the web's scrape instead).
+FLOWFORGE_WORKER_METRICS_PORT = env_int("FLOWFORGE_WORKER_METRICS_PORT", 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
