@@ -78,6 +78,7 @@ def test_every_benchmark_runs_on_tiny_sizes(tmp_path):
             "scale_out",
             "load_jobs",
             "slot_cost",
+            "pages",
         },
     )
     assert_jobs_accounted_for(document["benchmarks"]["load_jobs"], 50)
