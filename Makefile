@@ -22,7 +22,9 @@ $(INSTALLED): requirements.txt pyproject.toml
 install: $(INSTALLED)
 
 # Embedded default: SQLite and a filesystem broker under var/, no servers needed. The web
-# server answers on http://127.0.0.1:$(PORT) (honcho numbers its processes from -p).
+# server answers on http://127.0.0.1:$(PORT) (honcho numbers its processes from -p). Log
+# lines for a person, not JSON, unless LOG_FORMAT says otherwise.
+run: export LOG_FORMAT ?= text
 run: install
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput
 	$(EMBEDDED) $(BIN)/python manage.py submit_dag examples/

@@ -305,8 +305,17 @@ FLOWFORGE_WORKER_METRICS_PORT = env_int("FLOWFORGE_WORKER_METRICS_PORT", 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "flowforge.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        # Naming it takes off the handlers Django's defaults give it (prose with DEBUG, mail
+        # to ADMINS, which we leave unset), so Django's lines, runserver's request lines
+        # among them, reach the root's handler. Its DEBUG lines stay out, as before.
+        "django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+        "django.db.backends": {"level": "INFO"},
+    },
 }
