@@ -28,6 +28,7 @@ class Sizes:
     job_workers: int = 2  # worker processes of the load test (celery worker -c 1 each)
     page_tasks: int = 1000  # tasks of the DAG whose dashboard pages are timed
     page_runs: int = 100_000  # runs stored when the run list is timed
+    metrics_instances: int = 1_000_000  # task instances stored when /metrics is timed
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -42,6 +43,7 @@ class Sizes:
             jobs=200,
             page_tasks=100,
             page_runs=2000,
+            metrics_instances=20_000,
         )
 
     def as_dict(self) -> dict:

@@ -28,6 +28,8 @@ BENCHMARKS = {
     "load_jobs": "bench.load_jobs",
     "slot_cost": "bench.slot_cost",
     "pages": "bench.pages",
+    "metrics": "bench.metrics_scrape",
+    "events": "bench.events",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -43,6 +43,8 @@ class BenchEnv:
             "FLOWFORGE_QUEUE_PREFIX": self.queue_prefix,
             "DJANGO_SETTINGS_MODULE": "flowforge.settings",
             "SECRET_KEY": os.environ.get("SECRET_KEY") or self.secret_key,
+            # The bench's processes count into a metrics folder of their own.
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
             **self.extra,
         }
 

@@ -79,6 +79,8 @@ def test_every_benchmark_runs_on_tiny_sizes(tmp_path):
             "load_jobs",
             "slot_cost",
             "pages",
+            "metrics",
+            "events",
         },
     )
     assert_jobs_accounted_for(document["benchmarks"]["load_jobs"], 50)

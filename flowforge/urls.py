@@ -4,7 +4,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -42,7 +41,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url="/static/flowforge/favicon.svg")),
     path("admin/", admin.site.urls),
     re_path(r"^health/?$", health, name="health"),
-    re_path(r"^metrics/?$", ExportToDjangoView, name="metrics"),
+    re_path(r"^metrics/?$", metrics.export, name="metrics"),
     api("schema", SpectacularAPIView.as_view(permission_classes=[AllowAny]), "schema"),
     api(
         "docs",

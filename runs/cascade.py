@@ -13,7 +13,7 @@ from django.db import transaction
 from dags.compiled import CompiledDag
 from dags.models import Dag
 
-from . import states
+from . import states, telemetry
 from .messages import TaskMessage, publish_on_commit
 from .services import admit_queued_runs
 from .states import Latch, TaskState
@@ -60,8 +60,10 @@ def carry_on(
         failing += len(moved.get(TaskState.UPSTREAM_FAILED, []))
         latches = _release(run_id, compiled, frontier)
     publish_on_commit(ready)
+    telemetry.tasks_enqueued(compiled.dag_id, len(ready))
     run_state = states.count_finished_tasks(run_id, final, failing) or run_state
     if run_state:
+        telemetry.run_finished(compiled.dag_id, run_state)
         transaction.on_commit(lambda: admit_next_runs(compiled))
 
 

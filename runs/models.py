@@ -146,6 +146,9 @@ class TaskInstance(models.Model):
                 condition=models.Q(state="pending", pending_upstream=0),
                 name="ti_pending_released",
             ),
+            # /metrics counts pending instances (each other unfinished state has its
+            # index above) without reading the finished ones.
+            models.Index(fields=["run"], condition=models.Q(state="pending"), name="ti_pending"),
         ]
 
     def __str__(self) -> str:
@@ -239,8 +242,16 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        # The dead-letter lists (API and dashboard), newest first, a page at a time.
-        indexes = [models.Index(fields=["-created_at", "-id"], name="dead_letter_newest")]
+        indexes = [
+            # The dead-letter lists (API and dashboard), newest first, a page at a time.
+            models.Index(fields=["-created_at", "-id"], name="dead_letter_newest"),
+            # /metrics' dead-letter depth: the entries not retried, without the rest.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(retried_at__isnull=True),
+                name="dead_letter_open",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.dag_id}/{self.task_id} after {self.attempts} attempts"

@@ -26,7 +26,7 @@ from django.db import OperationalError, transaction
 
 from dags.compiled import CompiledDag, compiled_version
 
-from . import states
+from . import states, telemetry
 from .cascade import admit_next_runs, carry_on
 from .models import DagRun, DeadLetter, Repair, TaskInstance
 from .prepared import pgcode
@@ -440,7 +440,8 @@ def _count_back_up(
             final, failing = 1, int(target in TaskState.FAILING)
     states.reopen_run(run.id, cleared, cleared_failing, compiled.spec.run_timeout_secs)
     carry_on(str(run.id), compiled, latches, final=final, failing=failing)
-    if states.finish_drained_run(run.id):
+    if ended := states.finish_drained_run(run.id):
+        telemetry.run_finished(compiled.dag_id, ended)
         transaction.on_commit(lambda: admit_next_runs(compiled))
 
 

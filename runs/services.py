@@ -11,7 +11,7 @@ from dags import boundary
 from dags.compiled import compiled_version
 from dags.models import Dag
 
-from . import states
+from . import states, telemetry
 from .messages import TaskMessage, publish_on_commit
 from .models import DagRun, TaskInstance
 from .states import RunState, TaskState
@@ -129,6 +129,7 @@ def _start(run: DagRun) -> None:
     compiled = compiled_version(run.dag_version_id)
     if started_at := states.start_run(run.id, compiled.spec.run_timeout_secs):
         run.state, run.started_at = RunState.RUNNING, started_at
+        telemetry.run_started(compiled.dag_id)
     roots = list(
         TaskInstance.objects.filter(
             run=run, pending_upstream=0, state=TaskState.PENDING
@@ -138,6 +139,7 @@ def _start(run: DagRun) -> None:
     publish_on_commit(
         TaskMessage(pk, 0, compiled.tasks[task_id].queue) for pk, task_id in roots if pk in moved
     )
+    telemetry.tasks_enqueued(compiled.dag_id, len(moved))
 
 
 class RunFinished(ValueError):
@@ -152,6 +154,7 @@ def cancel_run(run: DagRun) -> DagRun:
         if cancelled is None:
             run.refresh_from_db()
             raise RunFinished(f"run {run.id} already finished ({run.state}); nothing to cancel")
+        telemetry.run_finished(compiled_version(run.dag_version_id).dag_id, RunState.CANCELLED)
         for pool, freed in cancelled.freed_pools.items():
             republish(states.wake_waiting(pool=pool, count=freed))
     run.refresh_from_db()

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from . import states
+from . import states, telemetry
 from .models import DagRun
 from .services import admit_queued_runs, republish
 
@@ -23,11 +23,14 @@ def time_out_due_runs(now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = DagRun.objects.filter(state=states.RunState.RUNNING, deadline_at__lte=now)
     timed_out = 0
-    for run_id, dag_pk in list(due.order_by().values_list("id", "dag_id")[:BATCH]):
+    for run_id, dag_pk, dag_id in list(
+        due.order_by().values_list("id", "dag_id", "dag__dag_id")[:BATCH]
+    ):
         with transaction.atomic():
             stopped = states.time_out_run(run_id, now)
             if stopped is None:
                 continue  # it finished, or was cancelled, meanwhile
+            telemetry.run_finished(dag_id, states.RunState.FAILED)
             for pool, freed in stopped.freed_pools.items():
                 republish(states.wake_waiting(pool=pool, count=freed))
             transaction.on_commit(lambda dag_pk=dag_pk: admit_queued_runs(dag_pk))

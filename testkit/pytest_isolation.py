@@ -1,6 +1,7 @@
 """pytest plugin (loaded with -p before Django settings are read): this test session's
-own Redis database, queue names and PostgreSQL test database, so that two test runs on
-one machine never take each other's messages or rows.
+own Redis database, queue names, PostgreSQL test database and Prometheus multiprocess
+directory, so that two test runs on one machine never take each other's messages, rows
+or counts.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import shutil
+import tempfile
 
 import redis
 
@@ -36,6 +39,10 @@ def _setup() -> None:
     # A key of the session's own: with DATABASE_URL set, the settings refuse to start
     # without one (the workers and servers the tests start inherit it).
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    # Where this process, and the workers and servers it starts, count for /metrics.
+    metrics_dir = tempfile.mkdtemp(prefix=f"ffmetrics-{pid}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
 
 
 _setup()

@@ -5,4 +5,5 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
 
     def ready(self) -> None:
-        from . import checks, heartbeats  # noqa: F401  (they register checks and handlers)
+        # They register checks and signal handlers.
+        from . import checks, heartbeats, metrics_server  # noqa: F401

@@ -18,9 +18,14 @@ from django.utils import timezone
 from dags.boundary import clean, clean_text
 from dags.compiled import CompiledDag
 from dags.dag_spec import TaskSpec
-from runs import states
+from runs import states, telemetry
 from runs.cascade import carry_on
-from runs.messages import TaskMessage, publish_dead_letter_on_commit, publish_on_commit
+from runs.messages import (
+    TaskMessage,
+    message_queued_at,
+    publish_dead_letter_on_commit,
+    publish_on_commit,
+)
 from runs.services import republish
 from runs.states import Claim, TaskState
 
@@ -95,6 +100,7 @@ def _complete_fast(claim: Claim, result: ExecutionResult, compiled: CompiledDag)
     if not finish.moved:
         _ended_late(claim, result)
         return None
+    _count_attempt(claim, compiled, TaskState.SUCCESS)
     _wake_waiting(claim, finish)
     if any(latch.state == TaskState.PENDING and not latch.pending for latch in finish.latches):
         with transaction.atomic():
@@ -112,15 +118,23 @@ def _complete_in_transaction(
     if not finish.moved:
         _ended_late(claim, result)
         return None
+    _count_attempt(claim, compiled, target)
     _wake_waiting(claim, finish)
     if target == TaskState.UP_FOR_RETRY:
         queue = compiled.tasks[claim.task_id].queue
         publish_on_commit([TaskMessage(claim.instance_id, claim.try_number, queue, retry_in)])
+        telemetry.tasks_enqueued(compiled.dag_id, 1)
         return target
     if target == TaskState.FAILED:
         _dead_letter(claim, compiled, result)
     carry_on(claim.run_id, compiled, finish.latches, run_state=finish.run_state)
     return target
+
+
+def _count_attempt(claim: Claim, compiled: CompiledDag, target: str) -> None:
+    """Counted in this process, from what the claim and the task message say: no query.
+    An attempt the reconciler gives up has no message here, so no queue wait."""
+    telemetry.attempt_ended(compiled.dag_id, target, claim.started_at, message_queued_at())
 
 
 def _ended_late(claim: Claim, result: ExecutionResult) -> None:
@@ -194,6 +208,7 @@ def _next_state(claim: Claim, result: ExecutionResult, task: TaskSpec) -> tuple[
 
 def _dead_letter(claim: Claim, compiled: CompiledDag, result: ExecutionResult) -> None:
     entry = states.record_dead_letter(claim, compiled.dag_id, result.error)
+    telemetry.task_dead_lettered(compiled.dag_id)
     publish_dead_letter_on_commit(
         {
             "id": entry.id,

@@ -25,7 +25,7 @@ from django_celery_beat.models import PeriodicTask
 
 from dags import schedules
 from dags.compiled import compiled_version
-from runs import states
+from runs import states, telemetry
 from runs.cascade import propagate
 from runs.messages import TaskMessage, publish_on_commit
 from runs.models import DagRun, TaskInstance
@@ -81,6 +81,7 @@ def reconcile() -> Repairs:
         for name, repair in _REPAIRS:
             try:
                 setattr(repairs, name, repair(now))
+                telemetry.repairs_made(name, getattr(repairs, name))
             except Exception:  # noqa: BLE001 - one failing repair must not stop the others
                 log.exception("reconciler: %s failed; the next pass tries again", name)
     if repairs.total:
@@ -197,6 +198,7 @@ def release_stuck_pending(now: datetime) -> int:
                 continue
             if target.value == TaskState.QUEUED:
                 publish_on_commit([TaskMessage(pk, tries, compiled.tasks[task_id].queue)])
+                telemetry.tasks_enqueued(compiled.dag_id, 1)
             else:
                 propagate(str(run_id), compiled, {task_id: target.value})
             released += 1
@@ -205,8 +207,13 @@ def release_stuck_pending(now: datetime) -> int:
 
 def finish_drained_runs(now: datetime) -> int:
     """Running runs with no unfinished task left: they end success or failed."""
-    drained = DagRun.objects.filter(state=RunState.RUNNING, tasks_unfinished=0)
-    return sum(bool(states.finish_drained_run(run_id)) for run_id in _ids(drained))
+    drained = DagRun.objects.filter(state=RunState.RUNNING, tasks_unfinished=0).order_by()
+    finished = 0
+    for run_id, version_id in list(drained.values_list("id", "dag_version_id")[:BATCH]):
+        if state := states.finish_drained_run(run_id):
+            telemetry.run_finished(compiled_version(version_id).dag_id, state)
+            finished += 1
+    return finished
 
 
 def admit_waiting_runs(now: datetime) -> int:
