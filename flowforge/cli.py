@@ -13,16 +13,22 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
-
-import requests
 
 from dags import boundary
 
+from .cli_client import (
+    DEFAULT_API_URL,
+    FINAL_STATES,
+    ApiClient,
+    ApiError,
+    CliError,
+    print_json,
+    segment,
+    show,
+    show_page,
+    show_then_wait,
+)
 from .cli_format import (
     render_backfill,
     render_dags,
@@ -34,117 +40,7 @@ from .cli_format import (
     render_status,
     render_workers,
 )
-
-DEFAULT_API_URL = "http://localhost:8000"
-FINAL_STATES = frozenset({"success", "failed", "cancelled"})
-TIMEOUT = (5, 60)  # seconds to connect, seconds to wait for an answer
-
-
-class CliError(Exception):
-    """An expected failure: its message is the one line printed on stderr."""
-
-
-class ApiError(CliError):
-    """The API answered with an error status; `errors` holds each of its messages."""
-
-    def __init__(self, message: str, status: int, errors: list[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.errors = errors
-
-
-class ApiClient:
-    """A thin `requests` session that turns every failure into a CliError."""
-
-    def __init__(self, base_url: str, token: str | None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.session = requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        if token:
-            self.session.headers["Authorization"] = f"Token {token}"
-
-    def get(self, path: str, **params: object) -> dict:
-        query = {key: value for key, value in params.items() if value is not None}
-        return self.request("GET", path, params=query)
-
-    def post(self, path: str, **kwargs: Any) -> dict:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> dict:
-        return self.request("DELETE", path, **kwargs)  # a 204 has no content: {}
-
-    def request(self, method: str, path: str, **kwargs: Any) -> dict:
-        """`kwargs` are requests' own (json, data, headers, params)."""
-        try:
-            response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **kwargs)
-        except (requests.ConnectionError, requests.Timeout):
-            raise CliError(f"cannot reach the API at {self.base_url}") from None
-        except requests.RequestException as exc:  # a malformed --api-url, mostly
-            raise CliError(
-                f"bad API URL {self.base_url!r} ({type(exc).__name__}); "
-                f"give one like {DEFAULT_API_URL}"
-            ) from None
-        if response.status_code >= 400:
-            raise self._error(response)
-        if not response.content:
-            return {}
-        try:
-            return response.json()
-        except ValueError:
-            raise CliError(
-                f"the server at {self.base_url} did not answer with JSON; is it FlowForge?"
-            ) from None
-
-    def _error(self, response: requests.Response) -> ApiError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        errors = body.get("errors") or [body.get("error") or response.reason or "no details"]
-        message = body.get("error") or "; ".join(errors)
-        if response.status_code == 401 and not self.token:
-            message += " (give --token or set FLOWFORGE_TOKEN)"
-        if retry_after := response.headers.get("Retry-After"):
-            message += f" (retry after {retry_after} s)"
-        reason = (response.reason or "error").lower()
-        line = " ".join(f"{response.status_code} {reason}: {message}".split())  # one line
-        return ApiError(line, response.status_code, errors)
-
-
-def segment(value: str) -> str:
-    """An id as one URL path segment, so that a '/' or '?' in it cannot change the path."""
-    return quote(str(value), safe="")
-
-
-def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2))  # the API's own key order
-
-
-def show(args: argparse.Namespace, data: dict, render: Callable[[], str]) -> int:
-    """The raw answer with --json, else the rendered text."""
-    if args.json:
-        print_json(data)
-    else:
-        print(render())
-    return 0
-
-
-def show_page(
-    args: argparse.Namespace, page: dict, render: Callable[[list[dict]], str], empty: str
-) -> int:
-    """One page of a list: a table, a note when there are more, `empty` when there is none."""
-    if args.json:
-        print_json(page)
-        return 0
-    results = page.get("results") or []
-    print(render(results) if results else empty)
-    if page.get("count", 0) > len(results):
-        print(f"(showing {len(results)} of {page['count']}; --limit N shows more)")
-    return 0
-
+from .cli_repair import add_repair_commands
 
 # --- submit -------------------------------------------------------------------------
 
@@ -225,39 +121,6 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def wait_for_run(client: ApiClient, run: dict, args: argparse.Namespace) -> dict:
-    """Poll the run until it is final, printing each state it passes through."""
-    path = f"/api/v1/runs/{segment(run['run_id'])}"
-    deadline = time.monotonic() + args.timeout if args.timeout else None
-    state = run["state"]
-    while run["state"] not in FINAL_STATES:
-        if deadline and time.monotonic() > deadline:
-            raise CliError(f"run {run['run_id']} still {run['state']} after {args.timeout} s")
-        time.sleep(args.interval)
-        run = client.get(path)
-        if run["state"] != state and not args.json:
-            state = run["state"]
-            print(f"run {run['run_id']}: {state}", flush=True)
-    return run
-
-
-def show_then_wait(client: ApiClient, args: argparse.Namespace, run: dict, message: str) -> int:
-    """Print `message` (the run as JSON with --json); with --wait, follow the run to its
-    end and show it, failing unless it ends in success."""
-    if not args.wait:
-        return show(args, run, lambda: message)
-    if not args.json:
-        print(message, flush=True)
-    try:
-        run = wait_for_run(client, run, args)
-    except KeyboardInterrupt:  # stop watching; the run itself goes on on the server
-        raise CliError(f"stopped waiting; run {run['run_id']} goes on") from None
-    show(args, run, lambda: "\n" + render_run(run))
-    if run["state"] != "success":
-        raise CliError(f"run {run['run_id']} {run['state']}")
-    return 0
-
-
 def cmd_trigger(client: ApiClient, args: argparse.Namespace) -> int:
     body = {"dag_id": args.dag_id, "triggered_by": "cli", "params": parse_params(args.param)}
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
@@ -292,60 +155,6 @@ def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
     path = f"/api/v1/runs/{segment(args.run_id)}/tasks/{segment(args.task_id)}/logs"
     logs = client.get(path)
     return show(args, logs, lambda: render_logs(logs))
-
-
-# --- repair (CONTRACT section 9) -------------------------------------------------------
-
-
-def task_path(args: argparse.Namespace, action: str) -> str:
-    return f"/api/v1/runs/{segment(args.run_id)}/tasks/{segment(args.task_id)}/{action}"
-
-
-def repaired_tasks(run: dict, action: str, task_id: str | None = None) -> list[str] | None:
-    """The task ids the newest repair changed, when it is the `action` (on `task_id`) just
-    asked for; None from a server that keeps no audit trail (no `repairs` in its runs)."""
-    repairs = run.get("repairs") or []
-    newest = repairs[-1] if repairs else {}
-    if newest.get("action") != action or newest.get("task_id") != task_id:
-        return None
-    return newest.get("tasks")
-
-
-def with_precondition(body: dict, args: argparse.Namespace) -> dict:
-    """--try-number N: the server refuses (409) if the task moved on from that try."""
-    if args.try_number is not None:
-        body["try_number"] = args.try_number
-    return body
-
-
-def cmd_clear(client: ApiClient, args: argparse.Namespace) -> int:
-    body = with_precondition({"downstream": not args.no_downstream}, args)
-    run = client.post(task_path(args, "clear"), json=body)
-    cleared = repaired_tasks(run, "clear", args.task_id)
-    if args.no_downstream:
-        what = f"cleared {args.task_id} (not its downstream)"
-    elif cleared is None:
-        what = f"cleared {args.task_id} and its downstream tasks"
-    else:
-        downstream = [task for task in cleared if task != args.task_id]
-        what = f"cleared {args.task_id} and {len(downstream)} downstream task(s)"
-    return show(args, run, lambda: f"run {run['run_id']}: {what}; run is {run['state']}")
-
-
-def cmd_mark(client: ApiClient, args: argparse.Namespace) -> int:
-    body = with_precondition({"state": args.state}, args)
-    run = client.post(task_path(args, "mark"), json=body)
-    message = f"run {run['run_id']}: {args.task_id} marked {args.state}; run is {run['state']}"
-    return show(args, run, lambda: message)
-
-
-def cmd_rerun(client: ApiClient, args: argparse.Namespace) -> int:
-    run = client.post(f"/api/v1/runs/{segment(args.run_id)}/rerun")
-    rerun = repaired_tasks(run, "rerun")
-    what = "its failed and cancelled tasks" if rerun is None else f"{len(rerun)} task(s)"
-    return show_then_wait(
-        client, args, run, f"run {run['run_id']}: rerunning {what}; run is {run['state']}"
-    )
 
 
 # --- DAGs, system, dead letters -------------------------------------------------------
@@ -495,34 +304,6 @@ def add_commands(commands, options: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=50
     )
     command("dlq-retry", cmd_dlq_retry, "run a dead-lettered task again").add_argument("id")
-
-
-def add_try_number(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--try-number",
-        type=int,
-        metavar="N",
-        help="only if the task is still on try N, as last seen (else 409)",
-    )
-
-
-def add_repair_commands(command) -> None:
-    """clear, mark, rerun: each answers with the run, its `repairs` naming what changed."""
-    clear = command("clear", cmd_clear, "run a task (and its downstream) again, new attempts")
-    clear.add_argument("run_id")
-    clear.add_argument("task_id")
-    clear.add_argument("--no-downstream", action="store_true", help="clear only this task")
-    add_try_number(clear)
-    mark = command("mark", cmd_mark, "set a task's outcome by hand; downstream tasks follow")
-    mark.add_argument("run_id")
-    mark.add_argument("task_id")
-    mark.add_argument("--state", required=True, choices=["success", "failed"])
-    add_try_number(mark)
-    rerun = command("rerun", cmd_rerun, "run a finished run's failed and cancelled tasks again")
-    rerun.add_argument("run_id")
-    rerun.add_argument("--wait", "-w", action="store_true", help="wait for the run to end")
-    rerun.add_argument("--timeout", type=float, metavar="SECS", help="give up waiting after")
-    rerun.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
