@@ -7,9 +7,6 @@ from html import unescape
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,8 +15,8 @@ from django.urls import reverse
 from dags.compiled import compiled_version
 from dags.models import Dag
 from dashboard import dag_pages, graph
+from dashboard.tests.roles import texts
 from runs.models import DagRun, TaskInstance
-from runs.roles import ensure_roles
 from runs.services import trigger_run
 from runs.states import TaskState
 from testkit.engine import submit
@@ -62,34 +59,11 @@ def elements(response, css_class: str) -> list[dict]:
     return parser.found
 
 
-def login(role: str) -> Client:
-    ensure_roles()
-    user = get_user_model().objects.create_user(f"{role}-user")
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture(autouse=True)
 def fresh_caches():
     """Per-process caches keyed by version id: SQLite's rolled-back tests reuse ids."""
     compiled_version.cache_clear()
     graph._layout.cache_clear()
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return login("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return login("operator")
-
-
-def texts(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def dag_url(dag_id: str, name: str = "dag") -> str:

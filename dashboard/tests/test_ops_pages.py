@@ -3,9 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -13,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import ops_pages
+from dashboard.tests.roles import texts
 from runs.models import DagRun, DeadLetter, TaskAttempt, TaskInstance, WorkerHeartbeat
-from runs.roles import ensure_roles
 from runs.states import TaskState
 from runs.tests.test_admin import CHAIN
 from runs.tests.test_admin import failed_run as failed_run_of
@@ -31,30 +28,6 @@ def failed_run():
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DLQ, WORKERS, STATUS = "/dlq/", "/workers/", "/status/"
-
-
-def login(role: str) -> Client:
-    """A client logged in as a user of one of the runs.roles groups."""
-    ensure_roles()  # transactional tests flush the groups the migration made
-    user = get_user_model().objects.create_user(f"{role}-user")
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return login("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return login("operator")
-
-
-def texts(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def retry_url(entry: DeadLetter) -> str:

@@ -9,7 +9,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -20,10 +19,10 @@ from django.utils.http import urlencode
 
 from dags.models import Dag
 from dashboard import gantt, run_pages
+from dashboard.tests.roles import login
 from runs import repair, services
 from runs.enums import RunState, TaskState
 from runs.models import DagRun, Repair, TaskAttempt, TaskInstance
-from runs.roles import ensure_roles
 from testkit.engine import run_dag, submit
 
 pytestmark = pytest.mark.django_db
@@ -36,25 +35,6 @@ tasks:
   - {id: b, command: "true", depends_on: [a], queue: nobody-listens}
   - {id: c, command: "true", depends_on: [a], queue: nobody-listens}
 """
-
-
-def client_for(role: str) -> Client:
-    ensure_roles()  # transactional tests flush the groups the migration made
-    user = User.objects.create(username=f"{role}-user")
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_for("operator")
 
 
 def parked_run(yaml_text: str = PARKED) -> DagRun:
@@ -404,7 +384,7 @@ def test_the_task_page_pages_its_attempts_newest_first(viewer):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")
 def test_a_finished_run_with_a_retried_task_on_a_real_worker(tmp_path):
-    operator = client_for("operator")
+    operator = login("operator")
     marker = tmp_path / "failed-once"
     run, instances = run_dag(
         f"""
