@@ -5,13 +5,23 @@ import os
 
 from celery import Celery
 from celery.signals import celeryd_init, setup_logging
+from kombu.utils.objects import cached_property
 
 from . import quiet_logs, transport
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowforge.settings")
 transport.install()
 
-app = Celery("flowforge")
+
+class FlowForgeCelery(Celery):
+    """Celery with FlowForge's beat application (`flowforge/beat.py`)."""
+
+    @cached_property
+    def Beat(self):  # noqa: N802 (Celery's name)
+        return self.subclass_with_self("flowforge.beat:Beat")
+
+
+app = FlowForgeCelery("flowforge")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -52,6 +52,27 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
+def process_env(**variables: str) -> dict[str, str]:
+    """This session's environment for a process on the test database, plus `variables`."""
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict), **variables}
+    env.pop("FLOWFORGE_TEST_DB_NAME", None)
+    return env
+
+
+def terminate(process: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM `process` and return its exit code; if it is still up after `timeout` seconds,
+    kill it (so that it holds no connection to the test database) and fail."""
+    process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"{process.args} still ran {timeout} s after SIGTERM") from None
+
+
 class WorkerProcess:
     """A real `celery worker` process on this test session's broker and database."""
 

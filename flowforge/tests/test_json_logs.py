@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from flowforge.logs import JsonFormatter
 from runs.services import trigger_run
-from testkit.engine import ROOT, database_url, submit, wait_for, wait_for_run
+from testkit.engine import ROOT, process_env, submit, terminate, wait_for, wait_for_run
 from testkit.web import free_port, healthy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,13 +55,6 @@ def without_worker_banner(log: str, name: str) -> str:
     while end < len(lines) and lines[end].startswith("  . "):
         end += 1
     return "\n".join(lines[:start] + lines[end:])
-
-
-def process_env(**variables: str) -> dict:
-    """This session's environment for a process on the test database, plus `variables`."""
-    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict), **variables}
-    env.pop("FLOWFORGE_TEST_DB_NAME", None)
-    return env
 
 
 def test_the_formatter_puts_an_engine_lines_ids_beside_time_level_logger_and_message():
@@ -115,8 +107,7 @@ def test_beats_lines_are_json_or_for_a_person(log_format, tmp_path):
     try:
         wait_for(lambda: "beat: Starting..." in err.read_text(), 60, message="beat to start")
     finally:
-        beat.terminate()
-        beat.wait(15)
+        terminate(beat)
 
     assert "celery beat v" in out.read_text()
     if log_format == "json":
