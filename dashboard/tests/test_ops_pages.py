@@ -132,7 +132,10 @@ def test_workers_alive_first_with_running_tasks_linked(viewer):
     heartbeat("w1@busy", [first.pk, 10**9])  # the second no longer exists
     response = viewer.get(WORKERS)
     assert response.status_code == 200
-    rows = response.context["workers"]
+    # The session's own worker, when a test before this one started it, is listed too.
+    rows = [
+        w for w in response.context["workers"] if w.heartbeat.hostname.endswith(("@busy", "@gone"))
+    ]
     assert [(w.heartbeat.hostname, w.alive) for w in rows] == [
         ("w1@busy", True),
         ("w2@gone", False),
@@ -152,7 +155,8 @@ def test_workers_page_resolves_running_tasks_in_one_query(viewer):
         _, instance = failed_run()
         heartbeat(f"w{n}@host", [instance.pk, first.pk])
     with CaptureQueriesContext(connection) as many:
-        assert len(viewer.get(WORKERS).context["workers"]) == 6
+        listed = {w.heartbeat.hostname for w in viewer.get(WORKERS).context["workers"]}
+    assert listed >= {f"w{n}@host" for n in range(6)}
     assert len(many) == len(few)
 
 
