@@ -1,6 +1,7 @@
 """/metrics (CONTRACT section 11), Prometheus text: the counters and histograms every
-process of this host counted (runs/telemetry.py, summed from PROMETHEUS_MULTIPROC_DIR),
-and the gauges, read when scraped without counting a whole table:
+FlowForge process of this host counted (runs/telemetry.py, summed from
+PROMETHEUS_MULTIPROC_DIR), and the gauges, read when scraped without counting a whole
+table:
 
 - unfinished states (runs queued and running; task instances pending, queued, running,
   up_for_retry), dead letters not retried and workers alive: counts over partial or
@@ -24,7 +25,6 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from runs import telemetry
 
@@ -186,14 +186,15 @@ class FlowForgeCollector:
 
 @cache
 def registry() -> CollectorRegistry:
-    """What /metrics serves: in multiprocess mode the files of every process of this
-    host plus the gauges; otherwise this process's own metrics plus the gauges."""
+    """What /metrics serves: in multiprocess mode FlowForge's metrics from the files of
+    every process of this host plus the gauges; otherwise this process's own metrics
+    plus the gauges. prometheus_client's global REGISTRY is left as it is: another
+    program in this process serves it (Flower's /metrics), and the gauges there would
+    query the database from its event loop."""
     telemetry.prepare_multiprocess_dir()
-    if telemetry.multiprocess_dir() is None:
-        REGISTRY.register(FlowForgeCollector())
-        return REGISTRY
+    directory = telemetry.multiprocess_dir()
     combined = CollectorRegistry()
-    MultiProcessCollector(combined, path=str(telemetry.multiprocess_dir()))
+    combined.register(REGISTRY if directory is None else telemetry.FilesCollector(directory))
     combined.register(FlowForgeCollector())
     return combined
 

@@ -20,14 +20,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from django.db import transaction
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Histogram, multiprocess, values
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
+
+PREFIX = "flowforge_"  # of every metric here (CONTRACT section 11)
 
 # Few buckets: every one is a series per DAG, in every process's file, that each scrape
 # sums (flowforge/metrics.py); the scrape's cost grows with their number.
@@ -141,6 +144,23 @@ def multiprocess_dir() -> Path | None:
     """The directory every process of this host counts into, or None (one process)."""
     value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Path(value) if value else None
+
+
+class FilesCollector:
+    """FlowForge's own metrics (named `flowforge_*`) summed from the multiprocess files
+    in `directory`.
+
+    Any program that imports FlowForge counts into the directory, Flower
+    (`celery -A flowforge flower`) with its `flower_*` metrics among them. Flower serves
+    those itself and Prometheus scrapes it there; summed in here as well, they would be
+    counted twice.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._files = multiprocess.MultiProcessCollector(None, path=str(directory))
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in self._files.collect() if family.name.startswith(PREFIX))
 
 
 def prepare_multiprocess_dir() -> None:

@@ -56,7 +56,7 @@ def serve(port: int, address: str = "0.0.0.0") -> None:
         )
         return
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    registry.register(telemetry.FilesCollector(directory))
     try:
         start_http_server(port, addr=address, registry=registry)
     except OSError as exc:

@@ -19,6 +19,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from flowforge import metrics
@@ -300,6 +302,38 @@ def test_a_worker_on_a_host_of_its_own_serves_its_counts_on_its_port(
     web = scrape(client)
     assert value(web, "flowforge_tasks_enqueued_total", dag_id=dag_id) == 1
     assert value(web, "flowforge_tasks_succeeded_total", dag_id=dag_id) == 0  # not twice
+
+
+def test_what_another_program_counts_into_the_directory_is_left_to_it(client):
+    """Flower started with this package (`celery -A flowforge flower`, without the
+    Procfile's `PROMETHEUS_MULTIPROC_DIR=`) counts its flower_* metrics into the host's
+    directory; Prometheus scrapes them from Flower, so the web's scrape leaves them out."""
+    program = (
+        "import sys, flowforge\n"
+        "from prometheus_client import Counter\n"
+        "Counter('flower_events', 'Flower', ['type']).labels('task-succeeded').inc()\n"
+        "print('counted', flush=True)\n"
+        "sys.stdin.read()\n"  # runs on, as Flower does, until the test is done
+    )
+    flower = subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=settings.BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert flower.stdout.readline() == "counted\n"
+        written = CollectorRegistry()
+        MultiProcessCollector(written, path=str(telemetry.multiprocess_dir()))
+        assert written.get_sample_value("flower_events_total", {"type": "task-succeeded"}) == 1
+
+        served = scrape(client)
+    finally:
+        flower.communicate("", timeout=30)
+
+    assert not [name for name, _ in served if not name.startswith("flowforge_")]
+    assert any(name == "flowforge_runs" for name, _ in served)
 
 
 def test_the_directory_is_emptied_only_when_all_its_writers_are_gone(tmp_path, monkeypatch):
