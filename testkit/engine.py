@@ -61,16 +61,24 @@ def process_env(**variables: str) -> dict[str, str]:
     return env
 
 
-def terminate(process: subprocess.Popen, timeout: float = 15) -> int:
-    """SIGTERM `process` and return its exit code; if it is still up after `timeout` seconds,
-    kill it (so that it holds no connection to the test database) and fail."""
-    process.terminate()
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError(f"{process.args} still ran {timeout} s after SIGTERM") from None
+def terminate(*processes: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM every process, wait for them all and return the first one's exit code; kill
+    any still up after `timeout` seconds (so that none holds a connection to the test
+    database) and fail naming them."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    stuck = []
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            stuck.append(process.args)
+    if stuck:
+        raise AssertionError(f"{stuck} still ran {timeout} s after SIGTERM")
+    return processes[0].returncode
 
 
 class WorkerProcess:

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from django.conf import settings
 
-from testkit.engine import ROOT, WorkerProcess, process_group_alive, wait_for
+from testkit.engine import ROOT, WorkerProcess, process_group_alive, terminate, wait_for
 
 pytestmark = [pytest.mark.chaos]
 
@@ -184,9 +184,8 @@ def test_postgres_restart_mid_run_the_run_completes(private_postgres, tmp_path):
         tries = dict(pg.query("SELECT task_id, try_number FROM runs_taskinstance"))
         assert worker.process.poll() is None and beat.poll() is None  # both rode it out
     finally:
-        beat.terminate()
+        terminate(beat)
         worker.stop(timeout=15)
-        beat.wait(15)
     assert set(states.values()) == {"success"}
     lines = Counter(log.read_text().splitlines())
     assert lines == Counter(f"{run_id} {task_id} {tries[task_id]}" for task_id in states)

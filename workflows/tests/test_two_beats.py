@@ -15,7 +15,7 @@ from django.db import connection
 
 from dags.models import Dag
 from runs.models import DagRun
-from testkit.engine import ROOT, database_url, submit, wait_for
+from testkit.engine import ROOT, database_url, submit, terminate, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,10 +59,7 @@ def test_two_beats_make_exactly_one_run_per_tick(worker, tmp_path):
             message="the runs of two ticks",
         )
     finally:
-        for beat in beats:
-            beat.terminate()
-        for beat in beats:
-            beat.wait(15)
+        terminate(*beats)
     ticks = Counter(DagRun.objects.filter(dag=dag).values_list("logical_date", flat=True))
     assert sorted(ticks)[:2] == [first, first + timedelta(minutes=1)]
     assert set(ticks.values()) == {1}, ticks
