@@ -14,7 +14,8 @@ class Beat(CeleryBeat):
     Celery's own handler saves the schedule and raises SystemExit. Python drops an exception
     raised in a signal handler while a weakref callback or `__del__` runs ("Exception
     ignored in ..."), and the scheduler's start-up, which builds the Django models, runs
-    such callbacks: about one SIGTERM in eight during start-up was lost and beat ran on.
+    such callbacks: between one in eight and one in forty SIGTERMs sent during start-up
+    were lost in our tries, and beat ran on.
     This handler first tells the service to stop, so that its loop ends at its next turn
     even when the SystemExit is dropped; the loop's `finally` saves the schedule either way.
     """
