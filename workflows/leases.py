@@ -93,6 +93,13 @@ class Lease:
         if self._on_stop is not None:
             self._on_stop()
 
+    def stop_again(self) -> None:
+        """Stop what polls nothing once more, every interval while the attempt runs on:
+        Python drops the exception a stop signal raises while a `__del__` or a weakref
+        callback runs in the callable, which would then run on unstopped."""
+        if self._on_stop is not None:
+            self._on_stop()
+
     def set_process_group(self, pgid: int) -> None:
         """Recorded with the next renewal, for whoever must fence the attempt."""
         self.pgid = pgid
@@ -163,6 +170,7 @@ class LeaseKeeper:
     def _keep(self, entry: list) -> None:
         lease, tried_at, renewed_at = entry
         if lease.reason is not None:
+            lease.stop_again()
             return
         renewed = lease.renew()
         if renewed:

@@ -40,6 +40,9 @@ class CallableStopped(BaseException):
     """Raised inside a callable that the worker asked to stop (a cancel, a shutdown)."""
 
 
+# Seconds between a timeout's alarm and the next, should Python have dropped the first.
+TIMEOUT_REPEAT_SECS = 0.5
+
 # The signal that stops the callable running in a process's main thread: sent by that
 # process's other threads through stop_running_callable().
 STOP_SIGNAL = signal.SIGUSR2
@@ -237,6 +240,11 @@ def _time_limit(timeout_secs: float | None) -> Iterator[None]:
     worker's own hard time limit is the backstop. While the limit is armed it replaces any
     earlier ITIMER_REAL timer (e.g. pytest-timeout's), which is re-armed with its remaining
     time afterwards.
+
+    Past the limit the alarm fires again every TIMEOUT_REPEAT_SECS until the body has
+    ended: Python drops an exception raised by a signal handler while a `__del__` or a
+    weakref callback runs ("Exception ignored in ..."), and the callable would run on.
+    So a body's own cleanup after a timeout gets that long before it is cut short too.
     """
     if (
         not timeout_secs
@@ -251,7 +259,9 @@ def _time_limit(timeout_secs: float | None) -> Iterator[None]:
 
     previous_handler = signal.signal(signal.SIGALRM, raise_timeout)
     started = time.monotonic()
-    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, timeout_secs)
+    previous_delay, previous_interval = signal.setitimer(
+        signal.ITIMER_REAL, timeout_secs, TIMEOUT_REPEAT_SECS
+    )
     try:
         yield
     finally:

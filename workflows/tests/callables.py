@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from typing import Any
 
 
@@ -52,6 +53,25 @@ def spin_swallowing_exceptions() -> None:
             time.sleep(0.01)
         except Exception:
             continue
+
+
+def finalizer_then_sleep() -> str:
+    """Spends its first 2.5 s in a weakref callback, where Python drops an exception that
+    a signal handler raises (a timeout's, a stop's), then sleeps 30 s."""
+
+    class Doomed:
+        pass
+
+    def finalize(ref: object) -> None:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            pass
+
+    doomed = Doomed()
+    _ref = weakref.ref(doomed, finalize)
+    del doomed  # the callback runs here
+    time.sleep(30)
+    return "slept"
 
 
 def noop() -> None:

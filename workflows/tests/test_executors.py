@@ -323,6 +323,17 @@ def test_callable_timeout_interrupts_a_loop_and_restores_the_alarm(name: str) ->
     assert (timer_after > 0) == (timer_before > 0)
 
 
+def test_a_timeout_python_drops_fires_again_until_the_callable_stops(monkeypatch) -> None:
+    dropped: list = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    started = time.monotonic()
+    result = run_callable("finalizer_then_sleep", timeout_secs=0.3)
+    # The alarms at 0.3 s and every 0.5 s after land in the finalizer, until 2.5 s.
+    assert result.timed_out and not result.succeeded, result
+    assert time.monotonic() - started < 10
+    assert {type(d.exc_value).__name__ for d in dropped} == {"CallableTimeout"}
+
+
 def test_callable_off_the_main_thread_runs_without_alarm() -> None:
     results: list[ExecutionResult] = []
     worker = threading.Thread(target=lambda: results.append(run_callable("add", {"x": 1, "y": 1})))

@@ -20,10 +20,13 @@ from runs.models import DagRun, TaskInstance
 from runs.services import trigger_run
 from runs.states import TaskState
 from testkit.engine import ROOT, process_group_alive, reconcile_until, submit, wait_for
+from workflows.executors import AttemptContext, execute
+from workflows.executors.python import stop_running_callable
 from workflows.leases import Lease, LeaseKeeper
 from workflows.reconciler import WORKER_LOST, reconcile
 
 from .test_chaos import CHAOS_ENV, dag, task
+from .test_executors import CALLABLES, make_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,6 +73,30 @@ def test_a_lease_that_cannot_be_renewed_stops_its_attempt_before_it_expires():
     # allows for a busy machine's thread scheduling.
     assert 0.8 - 0.01 <= stopped[0] - started < 1.5
     keeper.untrack(lease)
+
+
+def test_a_stop_python_drops_is_sent_again_until_the_callable_stops(monkeypatch):
+    dropped: list = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    lease = Unreachable(1, 1, lambda: False, on_stop=stop_running_callable)
+    keeper = LeaseKeeper(interval=0.2, lease_secs=1.0)
+    started = time.monotonic()
+    keeper.track(lease)
+    try:
+        # Lost at 0.8 s, while the callable is in its finalizer until 2.5 s.
+        result = execute(
+            AttemptContext(
+                task=make_task(type="python", callable=f"{CALLABLES}:finalizer_then_sleep"),
+                params={},
+                upstream_outputs={},
+            )
+        )
+    finally:
+        keeper.untrack(lease)
+    assert lease.reason == Lease.LOST
+    assert result.cancelled and not result.succeeded, result
+    assert time.monotonic() - started < 10
+    assert {type(d.exc_value).__name__ for d in dropped} == {"CallableStopped"}
 
 
 def test_the_reconciler_kills_what_is_left_of_a_lost_attempt_on_its_host(tmp_path):
