@@ -28,6 +28,8 @@ from django.db import transaction
 from prometheus_client import Counter, Histogram, multiprocess, values
 from prometheus_client.metrics_core import Metric
 
+from .enums import RunState
+
 log = logging.getLogger(__name__)
 
 PREFIX = "flowforge_"  # of every metric here (CONTRACT section 11)
@@ -78,6 +80,16 @@ QUEUE_WAIT = Histogram(
     buckets=QUEUE_WAIT_BUCKETS,
 )
 
+DAG_COUNTERS = (
+    TASKS_ENQUEUED,
+    TASKS_SUCCEEDED,
+    TASKS_FAILED,
+    TASKS_RETRIED,
+    TASKS_DEAD_LETTERED,
+    RUNS_STARTED,
+)
+_DAGS_AT_ZERO: set[str] = set()
+
 ALIVE_SUFFIX = ".alive"
 OUTCOMES = {"success": TASKS_SUCCEEDED, "up_for_retry": TASKS_RETRIED, "failed": TASKS_FAILED}
 
@@ -92,9 +104,27 @@ def dag_label(dag_id: str) -> str:
     return adhoc.group(1) if adhoc else dag_id
 
 
+def _series_at_zero(label: str) -> None:
+    """Every series of a DAG, at 0 until it moves, from its first run or enqueue in this
+    process on: a query or an alert on a counter that has not moved yet (no retry so far)
+    then sees 0, not nothing. Once per DAG and process."""
+    if label in _DAGS_AT_ZERO:
+        return
+    for metric in (*DAG_COUNTERS, TASK_DURATION, QUEUE_WAIT):
+        metric.labels(label)
+    for state in sorted(RunState.FINAL):
+        RUNS_FINISHED.labels(label, state)
+    _DAGS_AT_ZERO.add(label)
+
+
 def tasks_enqueued(dag_id: str, count: int) -> None:
+    def count_them() -> None:
+        label = dag_label(dag_id)
+        _series_at_zero(label)
+        TASKS_ENQUEUED.labels(label).inc(count)
+
     if count:
-        _on_commit(lambda: TASKS_ENQUEUED.labels(dag_label(dag_id)).inc(count))
+        _on_commit(count_them)
 
 
 def attempt_ended(
@@ -122,7 +152,12 @@ def task_dead_lettered(dag_id: str) -> None:
 
 
 def run_started(dag_id: str) -> None:
-    _on_commit(lambda: RUNS_STARTED.labels(dag_label(dag_id)).inc())
+    def count() -> None:
+        label = dag_label(dag_id)
+        _series_at_zero(label)
+        RUNS_STARTED.labels(label).inc()
+
+    _on_commit(count)
 
 
 def run_finished(dag_id: str, state: str) -> None:
@@ -130,8 +165,9 @@ def run_finished(dag_id: str, state: str) -> None:
 
 
 def repairs_made(kind: str, count: int) -> None:
-    if count:
-        _on_commit(lambda: REPAIRS.labels(kind).inc(count))
+    """`count` repairs of `kind` by a reconciler pass; 0 too, so that every kind's series
+    is there (at 0) from the first pass on."""
+    _on_commit(lambda: REPAIRS.labels(kind).inc(count))
 
 
 def _on_commit(count: Callable[[], None]) -> None:

@@ -29,6 +29,7 @@ from runs.models import TaskInstance
 from runs.services import trigger_run
 from testkit.engine import submit, wait_for, wait_for_run
 from testkit.web import free_port
+from workflows import reconciler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -236,6 +237,15 @@ def test_in_flight_gauges_and_a_repair_by_the_reconciler_in_a_worker(client):
         "flowforge_runs_finished_total:failed": 1,
         "flowforge_runs_finished_total:cancelled": 0,
     }
+    # The series that have not moved are there, at 0: a query or alert sees 0, not nothing.
+    for name in (*COUNTERS, "flowforge_task_queue_wait_seconds_count"):
+        assert (name, frozenset({("dag_id", dag_id)})) in after, name
+    assert (
+        "flowforge_runs_finished_total",
+        frozenset({("dag_id", dag_id), ("state", "cancelled")}),
+    ) in after
+    kinds = {dict(labels)["kind"] for name, labels in after if name == repairs}
+    assert kinds == {kind for kind, _ in reconciler._REPAIRS}
 
 
 def test_a_scrape_is_one_query_over_what_is_in_flight(client):
