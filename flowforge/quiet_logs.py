@@ -2,7 +2,8 @@
 
 Beat sends `flowforge.schedule` every FLOWFORGE_SCHEDULE_SECS and the reconciler every
 FLOWFORGE_RECONCILE_SECS; Celery logs each send, receipt and success at INFO, three lines
-a second that would bury what a person watching `make run` looks for. They stay visible
+a second that would bury what a person watching `make run` looks for, and the sends
+that expired while no worker ran, discarded at a worker's start. They stay visible
 at DEBUG (LOG_LEVEL=DEBUG); what those tasks do themselves (runs created, repairs) is
 logged by FlowForge's own loggers as before.
 """
@@ -12,7 +13,14 @@ from __future__ import annotations
 import logging
 
 HOUSEKEEPING = ("flowforge.schedule", "flowforge.reconcile")
-CELERY_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+# celery.worker.request: a housekeeping send that waited past its interval expires by
+# design (dags/schedules.py), and Celery calls its discarding "revoked".
+CELERY_LOGGERS = (
+    "celery.beat",
+    "celery.worker.strategy",
+    "celery.app.trace",
+    "celery.worker.request",
+)
 
 
 class HousekeepingFilter(logging.Filter):

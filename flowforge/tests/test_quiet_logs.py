@@ -18,6 +18,14 @@ def test_housekeeping_sends_receipts_and_successes_are_dropped_at_info():
     assert not keep(
         record("celery.app.trace", logging.INFO, "Task flowforge.schedule[2] succeeded")
     )
+    # A send that expired while no worker ran, discarded when one starts.
+    assert not keep(
+        record(
+            "celery.worker.request",
+            logging.INFO,
+            "Discarding revoked task: flowforge.schedule[f7b71e6d-0000-4000-8000-000000000000]",
+        )
+    )
 
 
 def test_task_lines_problems_and_flowforges_own_lines_are_kept():
