@@ -1,11 +1,11 @@
-"""What the API modules of every app share: strict fields and the 409 error.
+"""What the API modules of every app share: strict fields and the 409 and 400 errors.
 
 On the ground floor (dags), so that the apps' API modules need not reach up into the
 project package for them.
 """
 
 from rest_framework import serializers
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 
 
 class StrictCharField(serializers.CharField):
@@ -49,3 +49,12 @@ class Conflict(APIException):
     def __init__(self, detail=None, code=None, fields: dict | None = None) -> None:
         super().__init__(detail, code)
         self.fields = fields or {}
+
+
+class Invalid(ValidationError):
+    """A 400 whose `fields` go into the error body next to the message, as Conflict's:
+    {"params": {name: problem}} for a trigger's params, say."""
+
+    def __init__(self, detail, fields: dict) -> None:
+        super().__init__(detail)
+        self.fields = fields

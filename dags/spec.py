@@ -20,7 +20,7 @@ import networkx as nx
 import yaml
 from croniter import CroniterError, croniter
 
-from . import boundary
+from . import boundary, params
 from .dag_spec import DagSpec
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
@@ -405,7 +405,20 @@ def _read_dag(document: dict, errors: list[str]) -> dict:
     start, end = dag["start_date"], dag["end_date"]
     if start and end and dt.datetime.fromisoformat(end) < dt.datetime.fromisoformat(start):
         reader.fail(f"'end_date' {end} is before 'start_date' {start}")
+    _check_params(reader, dag)
     return dag
+
+
+def _check_params(reader: _Reader, dag: dict) -> None:
+    """Typed params are JSON Schema (dags/params.py); a scheduled run has nobody to give
+    a param, so a DAG with a schedule has a default for each."""
+    for problem in params.declaration_problems(dag["params"]):
+        reader.fail(problem)
+    if dag["schedule"] and (missing := params.required(dag["params"])):
+        reader.fail(
+            f"params {', '.join(missing)} have no default, and the runs of the schedule "
+            "have nobody to give them; add a default"
+        )
 
 
 # --- task level --------------------------------------------------------------------------------

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.http import QueryDict
 
 from dags import boundary
+from dags import params as dag_params
 from dags.dag_spec import DagSpec
 
 PARAM_PREFIX = "param:"  # the trigger form's input of param NAME is "param:NAME"
@@ -34,11 +34,10 @@ def param_fields(spec: DagSpec) -> list[ParamField]:
     """One field per param of the DAG, in file order, prefilled with its default."""
     fields = []
     for name, declared in spec.params.items():
-        # A mapping with `default` or `type` is a typed param (CONTRACT section 8).
-        typed = isinstance(declared, Mapping) and ("default" in declared or "type" in declared)
-        default = declared.get("default") if typed else declared
+        typed = dag_params.is_typed(declared)
+        default = dag_params.defaults({name: declared}).get(name)
         description = str(declared.get("description", "")) if typed else ""
-        fields.append(ParamField(name, _form_text(default), description))
+        fields.append(ParamField(name, "" if default is None else _form_text(default), description))
     return fields
 
 

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dags import boundary
+from dags import params as dag_params
 from dags.compiled import compiled_version
 from dags.models import Dag
 
@@ -21,6 +22,15 @@ class TriggerError(ValueError):
     """A run cannot be created; the message says why."""
 
 
+class ParamsRefused(TriggerError):
+    """The trigger's params do not fit the DAG's (CONTRACT section 8): `problems` maps
+    each bad param to what is wrong with it."""
+
+    def __init__(self, error: dag_params.ParamsError) -> None:
+        super().__init__(str(error))
+        self.problems = error.problems
+
+
 def trigger_run(
     dag: Dag | str,
     *,
@@ -31,19 +41,25 @@ def trigger_run(
 ) -> DagRun:
     """Create a run with all its task instances and dispatch its root tasks on commit.
 
-    Raises TriggerError when the DAG cannot run or a param cannot be stored.
+    Raises TriggerError when the DAG cannot run or a param cannot be stored, and
+    ParamsRefused (a TriggerError) when a param is unknown, invalid for its typed param
+    or required and missing, creating nothing.
     """
     if problems := boundary.unstorable(params or {}, "params"):
         raise TriggerError("; ".join(boundary.describe(problems)))
     with transaction.atomic():
         dag = runnable_dag(dag, lock=True)
         compiled = compiled_version(dag.current_version_id)
+        try:
+            run_params = dag_params.resolve(compiled.spec.params, params or {})
+        except dag_params.ParamsError as exc:
+            raise ParamsRefused(exc) from None
         run = states.create_run(
             dag_pk=dag.pk,
             version_id=compiled.version_id,
             triggered_by=triggered_by,
             logical_date=logical_date or timezone.now(),
-            params={**compiled.spec.params, **(params or {})},
+            params=run_params,
             idempotency_key=idempotency_key,
             latches={
                 task_id: (1 + task.retries, len(task.depends_on), task.pool or "")

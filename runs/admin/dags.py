@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from dags import params as dag_params
 from dags.admin import (
     DagAdmin as DagFileAdmin,
 )
@@ -26,7 +27,7 @@ from .common import TRIGGER
 
 def default_params(dag: Dag) -> dict:
     """The params a run of `dag` gets unless the trigger gives its own."""
-    return dict(dag.dag_spec.params) if dag.dag_spec else {}
+    return dag_params.defaults(dag.dag_spec.params) if dag.dag_spec else {}
 
 
 @admin.register(Dag)

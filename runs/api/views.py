@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dags.api import get_dag
-from dags.api_fields import Conflict
+from dags.api_fields import Conflict, Invalid
 
 from .. import services
 from ..models import DagRun, DeadLetter, TaskInstance
@@ -46,6 +46,8 @@ def trigger(request, dag, body: dict) -> Response:
             params=body.get("params") or {},
             triggered_by=body.get("triggered_by") or "api",
         )
+    except services.ParamsRefused as exc:
+        raise Invalid({"params": exc.problems}, fields={"params": exc.problems}) from None
     except services.TriggerError as exc:
         raise ValidationError(str(exc)) from None
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -11,8 +11,8 @@ from testkit.engine import ROOT, run_dag
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 
-def one_task(body: str, dag_id: str = "one") -> str:
-    return f"id: {dag_id}\ntasks:\n  - id: only\n" + "".join(
+def one_task(body: str, dag_id: str = "one", params: str = "{}") -> str:
+    return f"id: {dag_id}\nparams: {params}\ntasks:\n  - id: only\n" + "".join(
         f"    {line}\n" for line in body.strip().splitlines()
     )
 
@@ -58,7 +58,10 @@ def test_timeout_fails_the_attempt():
 
 def test_env_and_params_reach_the_command():
     run, tasks = run_dag(
-        one_task('command: echo "$GREETING $FLOWFORGE_PARAMS"\nenv:\n  GREETING: hi'),
+        one_task(
+            'command: echo "$GREETING $FLOWFORGE_PARAMS"\nenv:\n  GREETING: hi',
+            params="{day: sunday}",
+        ),
         params={"day": "monday"},
     )
     assert tasks["only"].attempts.get().stdout.strip() == 'hi {"day": "monday"}'
@@ -89,7 +92,10 @@ def test_python_script_runs(tmp_path):
     script.write_text(
         "import json, os\nprint(json.loads(os.environ['FLOWFORGE_PARAMS'])['n'] * 2)\n"
     )
-    run, tasks = run_dag(one_task(f"type: python\nscript: {script}"), params={"n": 21})
+    run, tasks = run_dag(
+        one_task(f"type: python\nscript: {script}", params="{n: {type: integer}}"),
+        params={"n": 21},
+    )
     assert run.state == "success", tasks["only"].error
     assert tasks["only"].attempts.get().stdout.strip() == "42"
 

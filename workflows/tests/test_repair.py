@@ -206,6 +206,7 @@ def test_rerun_runs_only_what_failed_and_keeps_the_outputs_of_what_succeeded(tmp
     run, _ = run_dag(
         f"""
 id: rerun-me
+params: {{ledger: {{type: string}}}}
 tasks:
   - id: write
     type: python
