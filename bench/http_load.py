@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .stats import percentile
+from .stats import median_ms, percentile
 
 # (session, request index) -> response; the index lets a caller vary the body.
 Send = Callable[[requests.Session, int], requests.Response]
@@ -66,3 +66,16 @@ def load(send: Send, count: int, concurrency: int, keep_bodies: bool = False) ->
         thread.join()
     result.wall = time.perf_counter() - started
     return result
+
+
+def median_get_ms(session: requests.Session, url: str, times: int) -> float:
+    """The median time of `times` GETs of `url` one after another, in milliseconds.
+    Raises RuntimeError for an answer other than a 200 reached without a redirect (to
+    the login page, say)."""
+
+    def get() -> None:
+        response = session.get(url, timeout=TIMEOUT_SECS)
+        if response.status_code != 200 or response.history:
+            raise RuntimeError(f"{url}: {response.status_code} ({response.url})")
+
+    return median_ms(get, times)

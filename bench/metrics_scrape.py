@@ -11,7 +11,6 @@ what a busy host's would. Nothing is counted by this process: no trigger runs he
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +24,9 @@ from django.utils import timezone
 from flowforge import metrics
 
 from .context import Context
+from .http_load import median_get_ms
 from .processes import ROOT, Gunicorn, running
-from .stats import BenchResult
+from .stats import BenchResult, median_ms
 from .workloads import fan_out_spec, submit
 
 NAME = "metrics"
@@ -141,8 +141,10 @@ def _measure(
     ctx: Context, result: BenchResult, directory, stored: Stored, before: dict[tuple, float]
 ) -> None:
     result.details["in_process_ms"] = {
-        "live counts (the scrape's one statement)": _median_ms(metrics.live_counts, 20),
-        "finished-state snapshot (background, every 30 s)": _median_ms(metrics.refresh_snapshot, 3),
+        "live counts (the scrape's one statement)": round(median_ms(metrics.live_counts, 20), 2),
+        "finished-state snapshot (background, every 30 s)": round(
+            median_ms(metrics.refresh_snapshot, 3), 2
+        ),
     }
     ctx.log(f"metrics: in process {result.details['in_process_ms']}")
     server = Gunicorn(ctx.env, PROMETHEUS_MULTIPROC_DIR=str(directory)).start()
@@ -152,8 +154,8 @@ def _measure(
         result.problems += _check(text, stored, before)
         result.details["scrape_bytes"] = len(text.encode())
         for repetition in range(ctx.repeat):
-            floor = _median_request_ms(session, f"{server.url}/health")
-            took = _median_request_ms(session, f"{server.url}/metrics")
+            floor = median_get_ms(session, f"{server.url}/health", SAMPLES)
+            took = median_get_ms(session, f"{server.url}/metrics", SAMPLES)
             ctx.log(f"metrics #{repetition + 1}: /metrics {took:.1f} ms (health {floor:.1f} ms)")
             result.figure(
                 f"GET /metrics, {stored.instances:,} task instances", "ms", "GET /health"
@@ -303,23 +305,3 @@ def _check(text: str, stored: Stored, before: dict[tuple, float]) -> list[str]:
                 f"/metrics {key}: {got} (expected {want if want is not None else 'a value'})"
             )
     return problems
-
-
-def _median_ms(function, times: int) -> float:
-    took = []
-    for _ in range(times):
-        started = time.perf_counter()
-        function()
-        took.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(took), 2)
-
-
-def _median_request_ms(session: requests.Session, url: str) -> float:
-    took = []
-    for _ in range(SAMPLES):
-        started = time.perf_counter()
-        response = session.get(url, timeout=60)
-        took.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200:
-            raise RuntimeError(f"{url}: {response.status_code}")
-    return statistics.median(took)

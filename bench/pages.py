@@ -7,8 +7,6 @@ through this stack). The goal is an absolute one: each page under 500 ms.
 from __future__ import annotations
 
 import re
-import statistics
-import time
 
 import requests
 from django.db import connection, transaction
@@ -18,6 +16,7 @@ from runs.models import DagRun
 from runs.services import trigger_run
 
 from .context import Context
+from .http_load import median_get_ms
 from .processes import Gunicorn, running
 from .stats import BenchResult
 from .workloads import fan_out_spec, submit
@@ -50,9 +49,9 @@ def run(ctx: Context) -> BenchResult:
     with running(server):
         session = _logged_in(server.url)
         for repetition in range(ctx.repeat):
-            floor = _median_ms(session, f"{server.url}/health")
+            floor = median_get_ms(session, f"{server.url}/health", SAMPLES)
             for label, path in pages.items():
-                took = _median_ms(session, server.url + path)
+                took = median_get_ms(session, server.url + path, SAMPLES)
                 ctx.log(f"pages #{repetition + 1}: {label} {took:.0f} ms (health {floor:.1f} ms)")
                 result.figure(label, "ms", "GET /health").add(took, floor)
     return result
@@ -96,14 +95,3 @@ def _logged_in(url: str) -> requests.Session:
         timeout=30,
     )
     return session
-
-
-def _median_ms(session: requests.Session, url: str) -> float:
-    times = []
-    for _ in range(SAMPLES):
-        started = time.perf_counter()
-        response = session.get(url, timeout=60)
-        times.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200 or response.url.rstrip("/").endswith("/login"):
-            raise RuntimeError(f"{url}: {response.status_code} ({response.url})")
-    return statistics.median(times)

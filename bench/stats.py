@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -13,6 +15,16 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
+
+
+def median_ms(call: Callable[[], object], times: int) -> float:
+    """The median wall time of `times` calls of `call`, in milliseconds."""
+    took = []
+    for _ in range(times):
+        started = time.perf_counter()
+        call()
+        took.append((time.perf_counter() - started) * 1000)
+    return statistics.median(took)
 
 
 def summary(values: list[float]) -> dict[str, float] | None:
